@@ -1,0 +1,177 @@
+"""`tf.train.Example` wire format, encoded and decoded directly.
+
+Building the protobuf through `FloatList(value=...)` converts every float and costs ~13 ms per
+record; a packed float list on the wire is just the little-endian float32 bytes behind a varint
+length, so the frames go in with one memcpy. Keys are written sorted, as protobuf's deterministic
+serializer does, so the bytes are reproducible and `tf.train.Example` parses them identically."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+_KIND_TAG = {"byte": b"\x0a", "float": b"\x12", "int": b"\x1a"}  # Feature oneof fields 1, 2, 3
+_TAG_KIND = {0x0A: "byte", 0x12: "float", 0x1A: "int"}
+
+
+def varint(n: int) -> bytes:
+    """Protobuf base-128 varint; negative ints as 64-bit two's complement (10 bytes)."""
+    n &= 0xFFFFFFFFFFFFFFFF
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _ld(tag: bytes, payload_len: int) -> bytes:
+    """Header of a length-delimited field."""
+    return tag + varint(payload_len)
+
+
+def _packed_ints(values: Iterable[int]) -> bytes:
+    values = [int(v) for v in values]
+    if all(0 <= v < 0x80 for v in values):
+        return bytes(values)
+    return b"".join(varint(v) for v in values)
+
+
+def _feature_parts(kind: str, values: Any) -> list:
+    """Serialized `Feature` as a list of byte chunks (the float payload stays a zero-copy view)."""
+    if kind == "float":
+        arr = np.ascontiguousarray(values, dtype="<f4")
+        raw = memoryview(arr).cast("B")
+        inner = _ld(b"\x0a", len(raw))
+        return [_ld(b"\x12", len(inner) + len(raw)) + inner, raw]
+    if kind == "int":
+        packed = _packed_ints(values)
+        inner = _ld(b"\x0a", len(packed)) + packed
+    elif kind == "byte":
+        inner = b"".join(_ld(b"\x0a", len(v)) + v for v in values)
+    else:
+        raise ValueError(f"unknown feature kind {kind!r}")
+    return [_ld(_KIND_TAG[kind], len(inner)) + inner]
+
+
+def encode_example(features: Mapping[str, tuple[str, Any]]) -> bytes:
+    """Serialize {name: (kind, values)} as a `tf.train.Example` (keys sorted)."""
+    chunks: list = []
+    for name in sorted(features):
+        kind, values = features[name]
+        parts = _feature_parts(kind, values)
+        key = name.encode()
+        value_len = sum(len(p) for p in parts)
+        entry_head = _ld(b"\x0a", len(key)) + key + _ld(b"\x12", value_len)
+        chunks.append(_ld(b"\x0a", len(entry_head) + value_len) + entry_head)
+        chunks.extend(parts)
+    body_len = sum(len(c) for c in chunks)
+    return b"".join([_ld(b"\x0a", body_len), *chunks])
+
+
+class DecodeError(ValueError):
+    """The bytes are not a well-formed `tf.train.Example`."""
+
+
+def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise DecodeError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise DecodeError("varint too long")
+
+
+def _fields(buf: memoryview):
+    """Yield (field_number, wire_type, value) for one message; value is a memoryview for LEN fields."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _read_varint(buf, pos)
+        field, wt = key >> 3, key & 7
+        if wt == 2:
+            n, pos = _read_varint(buf, pos)
+            if pos + n > end:
+                raise DecodeError("field runs past the end of the message")
+            yield field, wt, buf[pos:pos + n]
+            pos += n
+        elif wt == 0:
+            v, pos = _read_varint(buf, pos)
+            yield field, wt, v
+        elif wt == 5:
+            yield field, wt, buf[pos:pos + 4]
+            pos += 4
+        elif wt == 1:
+            yield field, wt, buf[pos:pos + 8]
+            pos += 8
+        else:
+            raise DecodeError(f"unsupported wire type {wt}")
+    if pos != end:
+        raise DecodeError("message runs past its end")
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _decode_list(kind: str, buf: memoryview) -> Any:
+    if kind == "float":
+        packed, singles = [], []
+        for field, wt, v in _fields(buf):
+            if field == 1 and wt == 2:
+                packed.append(np.frombuffer(v, dtype="<f4"))
+            elif field == 1 and wt == 5:
+                singles.append(np.frombuffer(v, dtype="<f4"))
+        parts = packed + singles
+        return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.float32)
+    if kind == "int":
+        out: list[int] = []
+        for field, wt, v in _fields(buf):
+            if field == 1 and wt == 2:
+                raw = bytes(v)
+                if raw.isascii():  # every varint is one byte
+                    out.extend(raw)
+                else:
+                    pos = 0
+                    while pos < len(v):
+                        x, pos = _read_varint(v, pos)
+                        out.append(_signed(x))
+            elif field == 1 and wt == 0:
+                out.append(_signed(v))
+        return out
+    return [bytes(v) for field, wt, v in _fields(buf) if field == 1 and wt == 2]
+
+
+def decode_example(data: bytes | memoryview) -> dict[str, tuple[str, Any]]:
+    """Parse a serialized `tf.train.Example` into {name: (kind, values)}.
+
+    Values: float -> float32 ndarray (a view into `data`), int -> list[int], byte -> list[bytes]."""
+    out: dict[str, tuple[str, Any]] = {}
+    for f1, _, features in _fields(memoryview(data)):
+        if f1 != 1:
+            continue
+        for f2, _, entry in _fields(features):
+            if f2 != 1:
+                continue
+            key, value = "", None
+            for f3, _, v in _fields(entry):
+                if f3 == 1:
+                    key = bytes(v).decode()
+                elif f3 == 2:
+                    value = v
+            kind, values = "float", np.empty(0, np.float32)
+            if value is not None:
+                for f4, _, inner in _fields(value):
+                    if f4 in (1, 2, 3):
+                        kind = {1: "byte", 2: "float", 3: "int"}[f4]
+                        values = _decode_list(kind, inner)
+            out[key] = (kind, values)
+    return out

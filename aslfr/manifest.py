@@ -1,0 +1,89 @@
+"""What a run wrote, kept so that runs can resume and trees can be verified.
+
+Each unit of work (one parquet file × one fold, shard number `file_index*folds+fold`) leaves a
+receipt `.aslfr/{number}.json` beside the shards once its shard is in place. When every unit of a
+split has a receipt, `finalize` writes `manifest.json` (per shard: records, bytes, CRC32C, plus the
+config that made them) and `means.npy` / `stds.npy`. Receipts are per unit, so parallel jobs never
+write the same file, and their union is the same whatever the split of work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import crc32c
+
+from aslfr.files import atomic_write_text
+from aslfr.stats import ColumnStats, save
+
+RECEIPTS = ".aslfr"
+MANIFEST = "manifest.json"
+
+
+def receipt_path(records_dir: str | Path, number: int) -> Path:
+    return Path(records_dir) / RECEIPTS / f"{number}.json"
+
+
+def write_receipt(records_dir: str | Path, number: int, receipt: dict[str, Any]) -> None:
+    atomic_write_text(receipt_path(records_dir, number), json.dumps(receipt, sort_keys=True))
+
+
+def load_receipt(records_dir: str | Path, number: int) -> dict[str, Any] | None:
+    try:
+        return json.loads(receipt_path(records_dir, number).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def file_crc32c(path: str | Path) -> str:
+    value = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            value = crc32c.crc32c(chunk, value)
+    return f"{value:08x}"
+
+
+def receipt_holds(records_dir: str | Path, receipt: dict[str, Any] | None, config: dict[str, Any],
+                  check_crc: bool = True) -> bool:
+    """True if a receipt was made with this config and its shard is on disk, intact."""
+    if not receipt or receipt.get("config") != config:
+        return False
+    shard = receipt.get("shard")
+    if shard is None:
+        return True
+    path = Path(records_dir) / shard["name"]
+    try:
+        if path.stat().st_size != shard["bytes"]:
+            return False
+    except OSError:
+        return False
+    return not check_crc or file_crc32c(path) == shard["crc32c"]
+
+
+def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]) -> dict[str, Any] | None:
+    """Write manifest.json, means.npy and stds.npy if every unit in `numbers` has a receipt made
+    with `config`; return the manifest, or None if some unit is still missing."""
+    receipts = []
+    for n in sorted(numbers):
+        r = load_receipt(records_dir, n)
+        if r is None or r.get("config") != config:
+            return None
+        receipts.append(r)
+    stats = ColumnStats()
+    shards = []
+    for r in receipts:
+        stats = stats.merge(ColumnStats.from_dict(r["stats"]))
+        if r["shard"] is not None:
+            shards.append({**r["shard"], "file_index": r["file_index"], "fold": r["fold"], "source": r["source"]})
+    manifest = {
+        "version": 1,
+        "config": config,
+        "records": sum(s["records"] for s in shards),
+        "records_per_fold": {str(f): sum(s["records"] for s in shards if s["fold"] == f) for f in range(config["folds"])},
+        "missing_sequences": sum(r.get("missing", 0) for r in receipts),
+        "shards": shards,
+    }
+    save(stats, records_dir)
+    atomic_write_text(Path(records_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest

@@ -1,0 +1,97 @@
+"""The CSV side of a split: per-sequence metadata with the reference notebook's derived columns
+(phrase_len, phrase_type, file_path, fold, phrase_dup, idx), in CSV order."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aslfr.errors import InputError
+from aslfr.vocab import phrase_type
+
+CSV_COLUMNS = ["path", "file_id", "sequence_id", "participant_id", "phrase"]
+#: The CSV file for each split name (the Hydra `split` group).
+CSV_NAMES = {"train": "train.csv", "supplemental": "supplemental_metadata.csv"}
+
+
+def read_csv(csv_path: str | Path) -> pd.DataFrame:
+    """Read and check a competition CSV: the five columns, integer ids, non-empty phrases."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise InputError(f"{csv_path}: CSV file not found")
+    try:
+        df = pd.read_csv(csv_path, dtype={"phrase": str, "path": str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError(f"{csv_path}: unreadable CSV ({e})") from None
+    missing = [c for c in CSV_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{csv_path}: missing required column(s) {', '.join(missing)}")
+    for col in ("file_id", "sequence_id", "participant_id"):
+        if not pd.api.types.is_integer_dtype(df[col]):
+            bad = df.index[pd.to_numeric(df[col], errors="coerce").isna() | (pd.to_numeric(df[col], errors="coerce") % 1 != 0)]
+            row = int(bad[0]) if len(bad) else 0
+            raise InputError(f"{csv_path}: column {col} must hold integers (row {row + 2}: {df[col].iloc[row]!r})")
+        df[col] = df[col].astype(np.int64)
+    empty = df.index[df["phrase"].str.len() == 0]
+    if len(empty):
+        r = int(empty[0])
+        raise InputError(f"{csv_path}: sequence {df.sequence_id.iloc[r]}: empty phrase (row {r + 2})")
+    dup = df.sequence_id.duplicated(keep=False)
+    if dup.any():
+        ids = sorted(set(df.sequence_id[dup].tolist()))
+        raise InputError(f"{csv_path}: sequence {ids[0]}: duplicate sequence_id ({len(ids)} duplicated id(s))")
+    return df
+
+
+def assign_folds(df: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
+    """The notebook's folds: StratifiedGroupKFold(shuffle, seed) by participant, stratified by phrase_type."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = df.participant_id.nunique()
+    if n_groups < folds:
+        raise InputError(f"cannot make {folds} folds from {n_groups} participant(s): need at least one per fold")
+    out = np.zeros(len(df), dtype=np.int64)
+    skf = StratifiedGroupKFold(n_splits=folds, random_state=seed, shuffle=True)
+    for i, (_, val_idx) in enumerate(skf.split(df, df["phrase_type"], df["participant_id"])):
+        out[val_idx] = i
+    return out
+
+
+def phrase_dup(phrases: pd.Series, folds: np.ndarray) -> np.ndarray:
+    """1 where the same phrase also occurs in another fold."""
+    total = Counter(phrases)
+    per_fold = Counter(zip(folds.tolist(), phrases))
+    return np.array([int(per_fold[(f, p)] < total[p]) for f, p in zip(folds.tolist(), phrases)], dtype=np.int64)
+
+
+def running_index(folds: np.ndarray, n_folds: int) -> np.ndarray:
+    """`idx`: a running counter per fold, in CSV order."""
+    counters = [0] * n_folds
+    out = np.empty(len(folds), dtype=np.int64)
+    for i, f in enumerate(folds.tolist()):
+        out[i] = counters[f]
+        counters[f] += 1
+    return out
+
+
+def load_metadata(data_dir: str | Path, split: str, folds: int = 4, fold_seed: int = 1229) -> pd.DataFrame:
+    """The split's CSV plus phrase_len, phrase_type, file_path, fold, phrase_dup and idx."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: data directory not found")
+    df = read_csv(data_dir / CSV_NAMES[split])
+    df["phrase_len"] = df["phrase"].str.len().astype(np.int64)
+    df["phrase_type"] = [phrase_type(p) for p in df["phrase"]]
+    df["file_path"] = [str(data_dir / p) for p in df["path"]]
+    df["fold"] = assign_folds(df, folds, fold_seed)
+    df["phrase_dup"] = phrase_dup(df["phrase"], df["fold"].to_numpy())
+    df["idx"] = running_index(df["fold"].to_numpy(), folds)
+    return df
+
+
+def parquet_files(df: pd.DataFrame) -> list[str]:
+    """Parquet files in the CSV's order of first appearance: position i names shards i*folds+fold."""
+    return list(dict.fromkeys(df["file_path"]))

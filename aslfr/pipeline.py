@@ -1,0 +1,213 @@
+"""The conversion: a torch Dataset whose item i converts parquet file i into its fold shards, driven
+by a DataLoader with worker processes. Files are independent, so the bytes written do not depend on
+the number of workers; the main process only collects receipts, shows progress and finalizes."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+from aslfr import manifest, vocab
+from aslfr.errors import InputError
+from aslfr.example import encode_example
+from aslfr.files import atomic_write_text
+from aslfr.metadata import load_metadata, parquet_files
+from aslfr.parquet import read_landmarks
+from aslfr.record import METADATA_KEYS, make_record, wire_features
+from aslfr.shards import ShardWriter, reference_order
+from aslfr.settings import RECORDS_SUBDIR, Settings
+from aslfr.stats import ColumnStats
+
+@dataclass
+class Plan:
+    """The metadata and the files this run converts."""
+
+    settings: Settings
+    files: list[str]
+    file_numbers: list[int]  # positions in the CSV's file order of the files this job owns
+    meta: dict[int, dict[str, Any]]
+    by_file: dict[str, list[int]] = field(default_factory=dict)  # CSV sequence ids per parquet path
+    skipped: set[int] = field(default_factory=set)
+    expected: dict[int, int] = field(default_factory=dict)  # records per fold in the CSV
+
+
+def plan(s: Settings) -> Plan:
+    """Read the CSV, derive folds, and check phrases before any parquet work starts."""
+    df = load_metadata(s.data_dir, s.split, s.folds, s.fold_seed)
+    skipped: set[int] = set()
+    bad = [(sid, p) for sid, p in zip(df.sequence_id.tolist(), df.phrase) if vocab.unknown_chars(p)]
+    if bad:
+        if not s.skip_unknown_chars:
+            sid, p = bad[0]
+            chars = "".join(vocab.unknown_chars(p))
+            csv = Path(s.data_dir) / ("train.csv" if s.split == "train" else "supplemental_metadata.csv")
+            raise InputError(f"{csv}: sequence {sid}: phrase {p!r} has character(s) {chars!r} outside the "
+                             f"character map ({len(bad)} such phrase(s); skip_unknown_chars=true skips them)")
+        skipped = {sid for sid, _ in bad}
+    meta, by_file = {}, {}
+    for row in df[METADATA_KEYS + ["file_path"]].itertuples(index=False):
+        if row.sequence_id not in skipped:
+            meta[row.sequence_id] = row._asdict()
+            by_file.setdefault(row.file_path, []).append(row.sequence_id)
+    files = parquet_files(df)
+    mine = [i for i in range(len(files)) if i % s.shard_count == s.shard_index]
+    kept = df[~df.sequence_id.isin(skipped)]
+    expected = {f: int((kept.fold == f).sum()) for f in s.selected_folds}
+    return Plan(s, files, mine, meta, by_file, skipped, expected)
+
+
+class FileConversion(Dataset):
+    """Item j converts parquet file `plan.file_numbers[j]` into its shards and returns a summary."""
+
+    def __init__(self, p: Plan):
+        self.p = p
+
+    def __len__(self) -> int:
+        return len(self.p.file_numbers)
+
+    def __getitem__(self, j: int) -> dict[str, Any]:
+        return convert_file(self.p, self.p.file_numbers[j])
+
+
+def _units_done(p: Plan, i: int) -> bool:
+    s = p.settings
+    cfg = s.output_config()
+    return all(
+        manifest.receipt_holds(s.records_dir, manifest.load_receipt(s.records_dir, i * s.folds + f), cfg,
+                               s.verify_resumed)
+        for f in s.selected_folds)
+
+
+def convert_file(p: Plan, i: int) -> dict[str, Any]:
+    """Write the selected folds' shards of parquet file i; one receipt per shard written."""
+    s = p.settings
+    path = p.files[i]
+    summary = {"file_index": i, "records": {f: 0 for f in s.selected_folds}, "shards": [], "resumed": False,
+               "missing": 0}
+    if s.resume and _units_done(p, i):
+        for f in s.selected_folds:
+            r = manifest.load_receipt(s.records_dir, i * s.folds + f)
+            summary["records"][f] = r["shard"]["records"] if r["shard"] else 0
+            summary["missing"] += r.get("missing", 0)
+        summary["resumed"] = True
+        return summary
+    lm = read_landmarks(path)
+    if len(lm) == 0:
+        raise InputError(f"{path}: empty parquet file (no frames)")
+    groups: dict[int, list[int]] = {f: [] for f in s.selected_folds}
+    present = set()
+    for k, sid in enumerate(lm.sequence_ids.tolist()):
+        row = p.meta.get(sid)
+        if row is None:
+            if sid in p.skipped:
+                continue
+            raise InputError(f"{path}: sequence {sid}: in the parquet file but not in the CSV")
+        present.add(sid)
+        if row["fold"] in groups:
+            groups[row["fold"]].append(k)
+    missing: dict[int, list[int]] = {f: [] for f in s.selected_folds}
+    for sid in p.by_file.get(path, []):
+        if sid not in present and p.meta[sid]["fold"] in missing:
+            missing[p.meta[sid]["fold"]].append(sid)
+    if s.strict and any(missing.values()):
+        sid = next(m[0] for m in missing.values() if m)
+        raise InputError(f"{path}: sequence {sid}: in the CSV but not in the parquet file (strict=true)")
+    source = str(Path(path).relative_to(s.data_dir)) if Path(path).is_relative_to(s.data_dir) else path
+    cfg = s.output_config()
+    for f, ks in groups.items():
+        number = i * s.folds + f
+        stats = ColumnStats()
+        with ShardWriter(s.records_dir, number, s.index_files) as w:
+            for pos in reference_order(len(ks), s.shuffle_buffer, s.shuffle_seed):
+                k = ks[pos]
+                frames = lm.frames(k)
+                rec = make_record(p.meta[int(lm.sequence_ids[k])], frames, s.weight, s.eos_always)
+                stats.add(frames)
+                w.write(encode_example(wire_features(rec)))
+        shard = w.info.to_dict() if w.info else None
+        manifest.write_receipt(s.records_dir, number, {
+            "config": cfg, "file_index": i, "fold": f, "source": source, "shard": shard,
+            "missing": len(missing[f]), "stats": stats.to_dict()})
+        summary["records"][f] = len(ks)
+        summary["missing"] += len(missing[f])
+        if shard:
+            summary["shards"].append(shard["name"])
+    return summary
+
+
+def _identity(x):
+    return x
+
+
+def inference_args_bytes() -> bytes:
+    """`inference_args.json` exactly as the reference's json.dump writes it."""
+    return json.dumps({"selected_columns": vocab.SELECTED_COLUMNS}).encode()
+
+
+def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
+    """Convert one split (or this job's part of it); return the summary printed at the end."""
+    from tqdm import tqdm
+
+    from aslfr.files import atomic_write_bytes
+
+    s.check()
+    t0 = time.perf_counter()
+    p = plan(s)
+    s.records_dir.mkdir(parents=True, exist_ok=True)
+    args = Path(s.out_dir) / "inference_args.json"
+    if not args.exists() or args.read_bytes() != inference_args_bytes():
+        atomic_write_bytes(args, inference_args_bytes())
+    loader = DataLoader(FileConversion(p), batch_size=None, shuffle=False, num_workers=s.num_workers,
+                        collate_fn=_identity, multiprocessing_context=s.multiprocessing_context if s.num_workers else None,
+                        prefetch_factor=1 if s.num_workers else None)
+    per_fold = {f: 0 for f in s.selected_folds}
+    shards, resumed, missing = [], 0, 0
+    disable = not s.progress
+    with tqdm(total=len(p.file_numbers), desc=f"{s.split} files", unit="file", disable=disable) as files_bar, \
+            tqdm(total=sum(p.expected.values()), desc=f"{s.split} records", unit="rec", disable=disable) as rec_bar:
+        for summary in loader:
+            for f, n in summary["records"].items():
+                per_fold[f] += n
+                rec_bar.update(n)
+            shards += summary["shards"]
+            resumed += summary["resumed"]
+            missing += summary["missing"]
+            files_bar.update(1)
+    result = {
+        "split": s.split,
+        "records_dir": str(s.records_dir),
+        "records_per_fold": per_fold,
+        "files": len(p.file_numbers),
+        "files_resumed": resumed,
+        "shards_written": len(shards),
+        "skipped_unknown_chars": len(p.skipped),
+        "missing_in_parquet": missing,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "finalized": False,
+    }
+    if finalize:
+        numbers = [i * s.folds + f for i in range(len(p.files)) for f in range(s.folds)]
+        result["finalized"] = manifest.finalize(s.records_dir, numbers, s.output_config()) is not None
+    return result
+
+
+def format_summary(r: dict[str, Any]) -> str:
+    folds = ", ".join(f"fold {f}: {n}" for f, n in r["records_per_fold"].items())
+    lines = [f"{r['split']}: {sum(r['records_per_fold'].values())} records ({folds}) in {r['shards_written']} shard(s) "
+             f"from {r['files']} parquet file(s) in {r['seconds']:.1f} s -> {r['records_dir']}"]
+    if r["files_resumed"]:
+        lines.append(f"  {r['files_resumed']} file(s) already complete (resumed)")
+    if r["missing_in_parquet"]:
+        lines.append(f"  {r['missing_in_parquet']} CSV sequence(s) not found in their parquet file (skipped)")
+    if r["skipped_unknown_chars"]:
+        lines.append(f"  {r['skipped_unknown_chars']} sequence(s) skipped for characters outside the map")
+    lines.append("  manifest.json, means.npy, stds.npy written" if r["finalized"]
+                 else "  other folds/parts pending: run `python -m aslfr.merge out_dir=...` when all jobs are done")
+    return "\n".join(lines)
+
+

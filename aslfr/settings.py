@@ -1,0 +1,72 @@
+"""Conversion settings as plain values: checked before any work starts and without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aslfr.errors import InputError
+
+#: Folder under `{out_dir}/tfrecords/` for each split, as the reference names them.
+RECORDS_SUBDIR = {"train": "train", "supplemental": "sup"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a conversion needs, as plain values (picklable for spawned workers)."""
+
+    data_dir: str
+    out_dir: str
+    split: str = "train"
+    folds: int = 4
+    fold_seed: int = 1229
+    sup_weight: float = 0.1
+    shuffle_buffer: int = 1000
+    shuffle_seed: int = 1024
+    num_workers: int = 2
+    fold: tuple[int, ...] | None = None
+    shard_index: int = 0
+    shard_count: int = 1
+    eos_always: bool = False
+    index_files: bool = True
+    strict: bool = False
+    skip_unknown_chars: bool = False
+    resume: bool = True
+    verify_resumed: bool = True
+    multiprocessing_context: str | None = None
+    progress: bool = True
+
+    @property
+    def records_dir(self) -> Path:
+        return Path(self.out_dir) / "tfrecords" / RECORDS_SUBDIR[self.split]
+
+    @property
+    def weight(self) -> float:
+        return 1.0 if self.split == "train" else self.sup_weight
+
+    @property
+    def selected_folds(self) -> tuple[int, ...]:
+        return tuple(range(self.folds)) if self.fold is None else self.fold
+
+    def output_config(self) -> dict[str, Any]:
+        """The settings that decide the bytes written (not how or which part of the work is done)."""
+        keys = ("split", "folds", "fold_seed", "shuffle_buffer", "shuffle_seed", "eos_always", "index_files")
+        cfg = {k: getattr(self, k) for k in keys}
+        cfg["weight"] = self.weight
+        return cfg
+
+    def check(self) -> None:
+        if self.split not in RECORDS_SUBDIR:
+            raise InputError(f"split must be one of {', '.join(RECORDS_SUBDIR)}, got {self.split!r}")
+        if self.folds < 2:
+            raise InputError(f"folds must be >= 2, got {self.folds}")
+        bad = [f for f in self.selected_folds if not 0 <= f < self.folds]
+        if bad:
+            raise InputError(f"fold {bad[0]} is outside 0..{self.folds - 1}")
+        if not 0 <= self.shard_index < self.shard_count:
+            raise InputError(f"shard_index must be in 0..shard_count-1, got {self.shard_index} of {self.shard_count}")
+        if self.num_workers < 0 or self.shuffle_buffer < 0:
+            raise InputError("num_workers and shuffle_buffer must be >= 0")
+        if not 0 < self.sup_weight:
+            raise InputError(f"sup_weight must be > 0, got {self.sup_weight}")
