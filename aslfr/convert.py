@@ -27,8 +27,7 @@ def settings_from_config(cfg: DictConfig) -> Settings:
         fold = tuple(int(f) for f in fold)
     elif fold is not None:
         fold = (int(fold),)
-    values = OmegaConf.to_container(cfg, resolve=True)
-    values.pop("hydra", None)
+    values = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     values["split"] = cfg.split.name
     values["fold"] = fold
     values["data_dir"] = str(Path(cfg.data_dir).expanduser().absolute())

@@ -1,0 +1,225 @@
+"""Reading the records back for PyTorch, without TensorFlow.
+
+`TFRecordShards` streams records (IterableDataset) split exactly once across DataLoader workers and
+torch.distributed ranks; `TFRecordIndexed` gives len() and random access through the index files;
+`fold_files` picks train/valid shards as the reference training code does. Every record is checked
+against both CRCs by default and decoded with `SCHEMA` into torch values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from aslfr.example import DecodeError, decode_example
+from aslfr.record import SCHEMA, to_torch
+from aslfr.shards import index_name, parse_shard_name
+from aslfr.tfrecords import CorruptRecordError, read_index, read_records
+
+
+def decode_record(data: bytes, where: str = "record") -> dict[str, Any]:
+    """One serialized Example -> {name: value} with numpy/python values (frames [n_frames, 384])."""
+    try:
+        wire = decode_example(data)
+    except DecodeError as e:
+        raise CorruptRecordError(f"{where}: not a valid tf.train.Example ({e})") from None
+    out: dict[str, Any] = {}
+    for name, feat in SCHEMA.items():
+        if name not in wire:
+            raise CorruptRecordError(f"{where}: feature {name!r} missing")
+        kind, values = wire[name]
+        if feat.kind == "byte":
+            out[name] = _text(kind, values)
+        elif kind != feat.kind:
+            raise CorruptRecordError(f"{where}: feature {name!r} is {kind}, expected {feat.kind}")
+        elif name == "frames":
+            out[name] = np.array(values, dtype=np.float32).reshape(feat.shape)
+        elif feat.shape:
+            if len(values) != feat.shape[0]:
+                raise CorruptRecordError(f"{where}: feature {name!r} has {len(values)} values, expected {feat.shape[0]}")
+            out[name] = np.asarray(values, dtype=np.int64 if kind == "int" else np.float32)
+        else:
+            if len(values) != 1:
+                raise CorruptRecordError(f"{where}: feature {name!r} has {len(values)} values, expected 1")
+            out[name] = int(values[0]) if kind == "int" else float(values[0])
+    return out
+
+
+def _text(kind: str, values: list) -> str:
+    """A bytes feature as str; the reference's ()-list quirk is shown as "(a,b)"."""
+    if kind == "byte" and len(values) == 1:
+        return values[0].decode()
+    parts = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+    return "(" + ",".join(parts) + ")"
+
+
+def read_shard(path: str | Path, verify: bool = True) -> Iterator[dict[str, Any]]:
+    """Every record of one shard, decoded to numpy/python values."""
+    for n, data in enumerate(read_records(path, verify)):
+        yield decode_record(data, f"{path}: record {n}")
+
+
+def shard_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """The `*.tfrec` files of one or more directories (or files), sorted by shard number."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out += sorted(p.glob("*.tfrec"), key=_number) if p.is_dir() else [p]
+    return out
+
+
+def _number(p: Path) -> int:
+    parsed = parse_shard_name(p.name)
+    return parsed[0] if parsed else -1
+
+
+def fold_of(path: str | Path, folds: int = 4) -> int:
+    """A shard's fold: its number modulo the fold count (`{file_index*folds+fold}.{count}.tfrec`)."""
+    return _number(Path(path)) % folds
+
+
+def fold_files(records_dir: str | Path, valid_fold: int = 0, folds: int = 4, online: bool = False,
+               sup_dir: str | Path | None = None) -> tuple[list[Path], list[Path]]:
+    """(train files, valid files) as the reference training picks them: train = folds != valid_fold
+    (all folds when `online`), valid = fold == valid_fold; supplemental shards (all folds) go to
+    training only."""
+    files = shard_files(records_dir)
+    valid = [f for f in files if fold_of(f, folds) == valid_fold]
+    train = list(files) if online else [f for f in files if fold_of(f, folds) != valid_fold]
+    if sup_dir is not None:
+        train += shard_files(sup_dir)
+    return train, valid
+
+
+def _record_count(path: Path) -> int:
+    parsed = parse_shard_name(path.name)
+    if parsed:
+        return parsed[1]
+    return sum(1 for _ in read_records(path, verify=False))
+
+
+def _offsets(path: Path) -> list[tuple[int, int]] | None:
+    idx = path.with_name(index_name(path.name))
+    return read_index(idx) if idx.is_file() else None
+
+
+def _slot() -> tuple[int, int]:
+    """(this reader's slot, number of slots) over distributed ranks x DataLoader workers."""
+    rank, world = 0, 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    info = get_worker_info()
+    wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+    return rank * nw + wid, world * nw
+
+
+class TFRecordShards(IterableDataset):
+    """Stream records from shard files or directories, each record exactly once per epoch over all
+    DataLoader workers and distributed ranks.
+
+    The epoch's records (files in order, or shuffled by `seed` + epoch) are cut into one contiguous
+    range per (rank, worker); ranges inside a file are found through its index file. With `shuffle`,
+    a buffer of `shuffle_buffer` records is shuffled as well. Call `set_epoch` each epoch.
+
+        ds = TFRecordShards("out/tfrecords/train", shuffle=True, transform=FrameTransform(...))
+        loader = DataLoader(ds, batch_size=32, num_workers=2, collate_fn=pad_collate)
+    """
+
+    def __init__(self, paths: str | Path | Sequence[str | Path], shuffle: bool = False, seed: int = 0,
+                 shuffle_buffer: int = 256, verify: bool = True, transform: Callable | None = None,
+                 torch_values: bool = True):
+        self.files = shard_files(paths)
+        self.shuffle, self.seed, self.shuffle_buffer = shuffle, seed, shuffle_buffer
+        self.verify, self.transform, self.torch_values = verify, transform, torch_values
+        self.epoch = 0
+        self.counts = [_record_count(f) for f in self.files]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+    def _ranges(self, slot: int, slots: int) -> list[tuple[int, int, int]]:
+        """(file position, first record, end record) this slot reads, in reading order."""
+        order = list(range(len(self.files)))
+        if self.shuffle:
+            np.random.default_rng([self.seed, self.epoch]).shuffle(order)
+        total = sum(self.counts)
+        lo, hi = total * slot // slots, total * (slot + 1) // slots
+        out, start = [], 0
+        for i in order:
+            a, b = max(lo, start), min(hi, start + self.counts[i])
+            if a < b:
+                out.append((i, a - start, b - start))
+            start += self.counts[i]
+        return out
+
+    def _read(self, i: int, a: int, b: int) -> Iterator[dict[str, Any]]:
+        path = self.files[i]
+        if a == 0 and b == self.counts[i]:
+            start, end = 0, None
+        else:
+            offsets = _offsets(path)
+            if offsets is None:
+                raise FileNotFoundError(f"{path}: index file needed to split this file across readers "
+                                        f"({index_name(path.name)})")
+            start = offsets[a][0]
+            end = offsets[b][0] if b < len(offsets) else None
+        for n, data in enumerate(read_records(path, self.verify, start, end, first_record=a), start=a):
+            yield decode_record(data, f"{path}: record {n}")
+
+    def __iter__(self) -> Iterator[Any]:
+        slot, slots = _slot()
+        records = (r for i, a, b in self._ranges(slot, slots) for r in self._read(i, a, b))
+        if self.shuffle and self.shuffle_buffer > 1:
+            records = _buffer_shuffle(records, self.shuffle_buffer, np.random.default_rng([self.seed, self.epoch, slot]))
+        for rec in records:
+            item = to_torch(rec) if self.torch_values else rec
+            yield self.transform(item) if self.transform else item
+
+
+def _buffer_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
+    buf: list = []
+    for x in items:
+        if len(buf) < size:
+            buf.append(x)
+            continue
+        j = int(rng.integers(size))
+        yield buf[j]
+        buf[j] = x
+    rng.shuffle(buf)
+    yield from buf
+
+
+class TFRecordIndexed(Dataset):
+    """Map-style access to shard records through their `.tfindex` files: len() and [i]."""
+
+    def __init__(self, paths: str | Path | Sequence[str | Path], verify: bool = True,
+                 transform: Callable | None = None, torch_values: bool = True):
+        self.files = shard_files(paths)
+        self.verify, self.transform, self.torch_values = verify, transform, torch_values
+        self._where: list[tuple[int, int, int]] = []  # (file, offset, framed size)
+        for fi, path in enumerate(self.files):
+            offsets = _offsets(path)
+            if offsets is None:
+                raise FileNotFoundError(f"{path}: no index file {index_name(path.name)} (convert with index_files=true)")
+            self._where += [(fi, o, n) for o, n in offsets]
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __getitem__(self, i: int) -> Any:
+        fi, offset, size = self._where[i]
+        path = self.files[fi]
+        data = next(read_records(path, self.verify, offset, offset + size, first_record=i))
+        rec = decode_record(data, f"{path}: record at byte {offset}")
+        item = to_torch(rec) if self.torch_values else rec
+        return self.transform(item) if self.transform else item
+
+
+__all__ = ["TFRecordShards", "TFRecordIndexed", "fold_files", "fold_of", "read_shard", "decode_record", "shard_files"]

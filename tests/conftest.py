@@ -1,0 +1,71 @@
+"""Shared fixtures: small synthetic datasets, the reference notebook run on them (its own code,
+with `tests/reference/shim` standing in for TensorFlow), and a converter call via Hydra's compose."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from aslfr.convert import CONFIG_DIR, settings_from_config
+from aslfr.synthetic import SplitSpec, generate
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIM = ROOT / "tests" / "reference" / "shim"
+NOTEBOOK = ROOT / "tests" / "reference" / "reference_notebook.py"
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        return compose(config_name="convert", overrides=list(overrides))
+
+
+def convert(data_dir, out_dir, *overrides: str, finalize: bool = True) -> dict:
+    """Run the converter in-process on a composed config (no progress bars)."""
+    from aslfr.pipeline import run
+
+    cfg = compose_config(f"data_dir={data_dir}", f"out_dir={out_dir}", "progress=false", *overrides)
+    return run(settings_from_config(cfg), finalize=finalize)
+
+
+def run_reference(data_dir, out_dir, split: str = "train") -> Path:
+    """Run the reference notebook's code on `data_dir`; return its records directory."""
+    obj = "train" if split == "train" else "sup"
+    env = dict(os.environ, SEED_ROOT=str(data_dir), SEED_WORKING=str(out_dir), SEED_OBJ=obj, SEED_OUT=obj,
+               SEED_WORKERS="1", PYTHONPATH=str(SHIM))
+    res = subprocess.run([sys.executable, str(NOTEBOOK)], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return Path(out_dir) / "tfrecords" / obj
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """3 train files × 16 sequences, 2 supplemental files × 12, short sequences."""
+    return generate(tmp_path_factory.mktemp("data"), SplitSpec(3, 16, 8, 8), SplitSpec(2, 12, 8, 6), seed=7)
+
+
+@pytest.fixture(scope="session")
+def reference_out(small_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    run_reference(small_data, out, "train")
+    run_reference(small_data, out, "supplemental")
+    return out
+
+
+@pytest.fixture(scope="session")
+def converted(small_data, tmp_path_factory) -> Path:
+    """The converter's output for both splits of small_data (default config, 2 workers)."""
+    out = tmp_path_factory.mktemp("converted")
+    convert(small_data, out)
+    convert(small_data, out, "split=supplemental")
+    return out
+
+
+def tree_bytes(directory: Path, pattern: str = "*") -> dict[str, bytes]:
+    """Relative path -> bytes for the files under `directory` (hidden receipts excluded)."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(Path(directory).rglob(pattern))
+            if p.is_file() and ".aslfr" not in p.parts and ".hydra" not in p.parts}
