@@ -107,11 +107,12 @@ def _offsets(path: Path) -> list[tuple[int, int]] | None:
     return read_index(idx) if idx.is_file() else None
 
 
-def _slot() -> tuple[int, int]:
+def _slot(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
     """(this reader's slot, number of slots) over distributed ranks x DataLoader workers."""
-    rank, world = 0, 1
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if rank is None or world is None:
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     info = get_worker_info()
     wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
     return rank * nw + wid, world * nw
@@ -123,7 +124,8 @@ class TFRecordShards(IterableDataset):
 
     The epoch's records (files in order, or shuffled by `seed` + epoch) are cut into one contiguous
     range per (rank, worker); ranges inside a file are found through its index file. With `shuffle`,
-    a buffer of `shuffle_buffer` records is shuffled as well. Call `set_epoch` each epoch.
+    a buffer of `shuffle_buffer` records is shuffled as well. Call `set_epoch` each epoch. The rank and
+    world size come from torch.distributed when it is initialized (or `rank=`, `world_size=`).
 
         ds = TFRecordShards("out/tfrecords/train", shuffle=True, transform=FrameTransform(...))
         loader = DataLoader(ds, batch_size=32, num_workers=2, collate_fn=pad_collate)
@@ -131,8 +133,9 @@ class TFRecordShards(IterableDataset):
 
     def __init__(self, paths: str | Path | Sequence[str | Path], shuffle: bool = False, seed: int = 0,
                  shuffle_buffer: int = 256, verify: bool = True, transform: Callable | None = None,
-                 torch_values: bool = True):
+                 torch_values: bool = True, rank: int | None = None, world_size: int | None = None):
         self.files = shard_files(paths)
+        self.rank, self.world_size = rank, world_size
         self.shuffle, self.seed, self.shuffle_buffer = shuffle, seed, shuffle_buffer
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self.epoch = 0
@@ -174,7 +177,7 @@ class TFRecordShards(IterableDataset):
             yield decode_record(data, f"{path}: record {n}")
 
     def __iter__(self) -> Iterator[Any]:
-        slot, slots = _slot()
+        slot, slots = _slot(self.rank, self.world_size)
         records = (r for i, a, b in self._ranges(slot, slots) for r in self._read(i, a, b))
         if self.shuffle and self.shuffle_buffer > 1:
             records = _buffer_shuffle(records, self.shuffle_buffer, np.random.default_rng([self.seed, self.epoch, slot]))

@@ -1,0 +1,137 @@
+"""Reading back: round trip equals the parquet Dataset, exactly-once sharding over workers × ranks,
+seeded shuffling, fold selection, random access, statistics, transforms and batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import aslfr
+from aslfr.reader import TFRecordIndexed, TFRecordShards, fold_files, fold_of
+from aslfr.stats import from_records
+from aslfr.transforms import FrameTransform, n_cols
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], str):
+            assert a[k] == b[k], k
+        else:
+            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+            assert torch.equal(torch.nan_to_num(a[k], nan=-7.0), torch.nan_to_num(b[k], nan=-7.0)), k
+
+
+@pytest.mark.parametrize("split,sub", [("train", "train"), ("supplemental", "sup")])
+def test_round_trip_equals_parquet_dataset(small_data, converted, split, sub):
+    parquet = {int(it["sequence_id"]): it for it in aslfr.ParquetSequences(small_data, split)}
+    read = list(TFRecordShards(converted / "tfrecords" / sub))
+    assert len(read) == len(parquet)
+    for item in read:
+        _same(item, parquet[int(item["sequence_id"])])
+    assert read[0]["frames"].dtype == torch.float32 and read[0]["frames"].shape[1] == 384
+    assert read[0]["phrase_"].dtype == torch.int64 and isinstance(read[0]["phrase_type"], str)
+
+
+@pytest.mark.parametrize("workers", [0, 2, 4])
+@pytest.mark.parametrize("world", [1, 2])
+def test_each_record_exactly_once(converted, workers, world):
+    d = converted / "tfrecords/train"
+    seen = []
+    for rank in range(world):
+        ds = TFRecordShards(d, shuffle=True, seed=3, shuffle_buffer=4, rank=rank, world_size=world)
+        loader = DataLoader(ds, batch_size=None, num_workers=workers)
+        seen += [int(x["sequence_id"]) for x in loader]
+    assert len(seen) == len(set(seen)) == len(ds) == 48
+
+
+def test_seeded_shuffle_and_epochs(converted):
+    d = converted / "tfrecords/train"
+    order = lambda ds: [int(x["sequence_id"]) for x in ds]  # noqa: E731
+    plain = order(TFRecordShards(d))
+    a, b = TFRecordShards(d, shuffle=True, seed=1), TFRecordShards(d, shuffle=True, seed=1)
+    first = order(a)
+    assert first == order(b) and first != plain and sorted(first) == sorted(plain)
+    a.set_epoch(1)
+    assert order(a) != first and sorted(order(a)) == sorted(plain)
+
+
+def test_fold_selection_as_reference(converted):
+    d, sup = converted / "tfrecords/train", converted / "tfrecords/sup"
+    train, valid = fold_files(d, valid_fold=1)
+    assert {fold_of(f) for f in valid} == {1} and 1 not in {fold_of(f) for f in train}
+    online, valid2 = fold_files(d, valid_fold=1, online=True)
+    assert sorted(online) == sorted(train + valid) and valid2 == valid
+    mixed, valid3 = fold_files(d, valid_fold=1, sup_dir=sup)
+    assert valid3 == valid and len(mixed) == len(train) + len(list(sup.glob("*.tfrec")))
+    weights = {float(x["weight"]) for x in TFRecordShards(mixed)}
+    assert weights == {1.0, float(np.float32(0.1))}
+    assert all(float(x["weight"]) == 1.0 for x in TFRecordShards(valid))
+
+
+def test_map_style_random_access(converted):
+    d = converted / "tfrecords/train"
+    ds = TFRecordIndexed(d)
+    stream = list(TFRecordShards(d))
+    assert len(ds) == len(stream) == 48
+    for i in (0, 17, 47):
+        _same(ds[i], stream[i])
+
+
+def test_statistics_equal_two_pass_numpy(converted):
+    d = converted / "tfrecords/train"
+    frames = np.concatenate([x["frames"].numpy() for x in TFRecordShards(d)])
+    means, stds = aslfr.load_stats(d)
+    assert means.shape == stds.shape == (384,) and means.dtype == np.float32
+    for j in range(384):
+        v = frames[:, j][~np.isnan(frames[:, j])]
+        std = v.std() if v.std() >= 1e-6 else 1.0
+        assert np.isclose(means[j], v.mean(), rtol=1e-5, atol=1e-7), j
+        assert np.isclose(stds[j], std, rtol=1e-5, atol=1e-7), j
+    m2, s2 = from_records(d).means_stds()
+    assert np.allclose(m2, means, rtol=1e-6) and np.allclose(s2, stds, rtol=1e-6)
+
+
+@pytest.mark.parametrize("concat,add_pos,use_z,width", [
+    (True, True, True, 769), (True, True, False, 513), (True, False, True, 768), (True, False, False, 512),
+    (False, True, True, 385), (False, True, False, 257), (False, False, True, 384), (False, False, False, 256)])
+def test_output_width_table(concat, add_pos, use_z, width):
+    assert n_cols(concat, add_pos, use_z) == width
+    t = FrameTransform(np.zeros(384), np.ones(384), concat_frames=concat, add_pos=add_pos, use_z=use_z)
+    assert t(torch.zeros(5, 384)).shape == (5, width)
+
+
+def test_transform_values_by_hand():
+    x = torch.full((3, 384), 2.0)
+    x[1, 0] = float("nan")
+    means, stds = np.full(384, 1.0, np.float32), np.full(384, 4.0, np.float32)
+    y = FrameTransform(means, stds)(x)
+    assert y.shape == (3, 769)
+    assert y[0, 0] == 2.0 and y[0, 384] == 0.25  # raw then (2 - 1) / 4
+    assert y[1, 0] == 0.0 and y[1, 384] == 0.0  # NaN -> 0 after normalizing
+    assert torch.allclose(y[:, -1], torch.tensor([0.0, 0.001, 0.002]))
+    xy = FrameTransform(means, stds, use_z=False)(x)
+    assert xy.shape == (3, 513) and xy[0, 2] == 2.0 and xy[0, 256] == 0.25 and xy[2, -1] == pytest.approx(0.002)
+    padded = FrameTransform(means, stds, max_frames=5)({"frames": x, "n_frames": torch.tensor(3)})
+    assert padded["frames"].shape == (5, 769) and padded["frames"][3:].abs().sum() == 0
+    ramp = torch.arange(8, dtype=torch.float32)[:, None].repeat(1, 384)
+    r = FrameTransform(norm_frames=False, concat_frames=False, add_pos=False, max_frames=4)(ramp)
+    assert torch.allclose(r[:, 0], torch.tensor([0.5, 2.5, 4.5, 6.5]))  # bilinear, half-pixel centres
+
+
+def test_pad_collate(converted):
+    items = list(TFRecordShards(converted / "tfrecords/train"))[:4]
+    b = aslfr.pad_collate(items)
+    t = max(int(i["n_frames"]) for i in items)
+    assert b["frames"].shape == (4, t, 384) and b["mask"].shape == (4, t)
+    assert b["lengths"].tolist() == [int(i["n_frames"]) for i in items]
+    assert b["mask"].sum().item() == sum(int(i["n_frames"]) for i in items)
+    assert b["phrase_"].shape == (4, 32) and b["target_lengths"].tolist() == [int((i["phrase_"] != 0).sum()) for i in items]
+    assert isinstance(b["phrase"], list)
+
+
+def test_public_api():
+    for name in ("ParquetSequences", "TFRecordShards", "TFRecordIndexed", "pad_collate", "fold_files", "FrameTransform"):
+        assert getattr(aslfr, name).__doc__
