@@ -32,6 +32,10 @@ def __getattr__(name: str):
     if name in _API:
         attr = "generate" if name == "generate_synthetic" else name
         return getattr(import_module(_API[name]), attr)
+    try:  # submodules, e.g. aslfr.vocab
+        return import_module(f"aslfr.{name}")
+    except ModuleNotFoundError:
+        pass
     raise AttributeError(f"module 'aslfr' has no attribute {name!r}")
 
 

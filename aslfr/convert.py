@@ -5,6 +5,7 @@ only once the config is checked, so `--help`, `--cfg job` and config errors retu
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def settings_from_config(cfg: DictConfig) -> Settings:
 
 
 def _fail(e: Exception) -> None:
+    """One line on stderr and exit 1; ASLFR_TRACEBACK=1 shows the traceback instead."""
+    if os.environ.get("ASLFR_TRACEBACK"):
+        raise e
     print(f"aslfr: error: {e}", file=sys.stderr)
     sys.exit(1)
 
@@ -63,7 +67,7 @@ def main(cfg: DictConfig) -> dict:
         from aslfr.pipeline import format_summary, run
 
         result = run(s, finalize=not _in_sweep())
-    except InputError as e:
+    except (InputError, OSError) as e:
         _fail(e)
     print(format_summary(result), flush=True)
     return result

@@ -85,5 +85,7 @@ def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]
         "shards": shards,
     }
     save(stats, records_dir)
+    for stale in Path(records_dir).glob(".*.tmp"):  # left by killed runs; every unit is complete now
+        stale.unlink(missing_ok=True)
     atomic_write_text(Path(records_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest

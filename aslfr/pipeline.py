@@ -71,7 +71,13 @@ class FileConversion(Dataset):
         return len(self.p.file_numbers)
 
     def __getitem__(self, j: int) -> dict[str, Any]:
-        return convert_file(self.p, self.p.file_numbers[j])
+        i = self.p.file_numbers[j]
+        try:
+            return convert_file(self.p, i)
+        except InputError as e:  # returned, not raised: a worker's exception would arrive with a traceback
+            return {"error": str(e)}
+        except OSError as e:  # disk full, permissions: the shard writer has removed its temporary file
+            return {"error": f"{e.filename or self.p.files[i]}: {e.strerror or e} (while converting {self.p.files[i]})"}
 
 
 def _units_done(p: Plan, i: int) -> bool:
@@ -171,6 +177,8 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     with tqdm(total=len(p.file_numbers), desc=f"{s.split} files", unit="file", disable=disable) as files_bar, \
             tqdm(total=sum(p.expected.values()), desc=f"{s.split} records", unit="rec", disable=disable) as rec_bar:
         for summary in loader:
+            if "error" in summary:
+                raise InputError(summary["error"])
             for f, n in summary["records"].items():
                 per_fold[f] += n
                 rec_bar.update(n)

@@ -1,0 +1,304 @@
+"""Bad input gets one clear line naming the file, the sequence and the problem; crashes leave no
+partial shard; a killed run resumes to the same bytes; corrupt records are always detected."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from aslfr.errors import InputError
+from aslfr.synthetic import SplitSpec, generate
+from conftest import ROOT, convert, tree_bytes
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    return generate(tmp_path / "data", SplitSpec(2, 8, 4, 6), SplitSpec(1, 8, 4, 4), seed=3)
+
+
+def _first_parquet(root: Path) -> Path:
+    csv = pd.read_csv(root / "train.csv")
+    return root / csv.path.iloc[0]
+
+
+def _rewrite(path: Path, fn) -> None:
+    df = pd.read_parquet(path)
+    fn(df).to_parquet(path) if fn(df) is not None else None
+
+
+def _error(data, out, *overrides) -> str:
+    with pytest.raises(InputError) as e:
+        convert(data, out, "num_workers=0", *overrides)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_data_root(tmp_path):
+    assert "data directory not found" in _error(tmp_path / "nope", tmp_path / "out")
+
+
+def test_missing_csv(tiny, tmp_path):
+    (tiny / "train.csv").unlink()
+    assert "train.csv: CSV file not found" in _error(tiny, tmp_path / "out")
+
+
+def test_missing_csv_column(tiny, tmp_path):
+    pd.read_csv(tiny / "train.csv").drop(columns="participant_id").to_csv(tiny / "train.csv", index=False)
+    assert "missing required column(s) participant_id" in _error(tiny, tmp_path / "out")
+
+
+def test_missing_parquet(tiny, tmp_path):
+    p = _first_parquet(tiny)
+    p.unlink()
+    assert f"{p}: parquet file not found" in _error(tiny, tmp_path / "out")
+
+
+def test_missing_selected_column(tiny, tmp_path):
+    p = _first_parquet(tiny)
+    pd.read_parquet(p).drop(columns=["x_right_hand_3"]).to_parquet(p)
+    assert f"{p}: missing 1 selected column(s), first x_right_hand_3" in _error(tiny, tmp_path / "out")
+
+
+def test_wrong_dtype(tiny, tmp_path):
+    p = _first_parquet(tiny)
+    df = pd.read_parquet(p)
+    df["y_face_0"] = df["y_face_0"].astype("float64")
+    df.to_parquet(p)
+    assert "column y_face_0 has dtype double, expected float" in _error(tiny, tmp_path / "out")
+
+
+def test_unknown_character_error_and_skip(tiny, tmp_path):
+    csv = pd.read_csv(tiny / "train.csv")
+    sid = int(csv.sequence_id.iloc[2])
+    csv.loc[2, "phrase"] = "Hello"
+    csv.to_csv(tiny / "train.csv", index=False)
+    msg = _error(tiny, tmp_path / "out")
+    assert f"sequence {sid}" in msg and "'H'" in msg and "train.csv" in msg
+    r = convert(tiny, tmp_path / "out", "num_workers=0", "skip_unknown_chars=true")
+    assert r["skipped_unknown_chars"] == 1 and sum(r["records_per_fold"].values()) == len(csv) - 1
+
+
+def test_empty_phrase(tiny, tmp_path):
+    csv = pd.read_csv(tiny / "train.csv")
+    csv.loc[1, "phrase"] = ""
+    csv.to_csv(tiny / "train.csv", index=False)
+    assert f"sequence {csv.sequence_id.iloc[1]}: empty phrase" in _error(tiny, tmp_path / "out")
+
+
+def test_empty_parquet(tiny, tmp_path):
+    p = _first_parquet(tiny)
+    pd.read_parquet(p).iloc[:0].to_parquet(p)
+    assert f"{p}: empty parquet file" in _error(tiny, tmp_path / "out")
+
+
+def test_duplicate_sequence_ids(tiny, tmp_path):
+    csv = pd.read_csv(tiny / "train.csv")
+    csv.loc[3, "sequence_id"] = csv.sequence_id.iloc[4]
+    csv.to_csv(tiny / "train.csv", index=False)
+    assert f"sequence {csv.sequence_id.iloc[4]}: duplicate sequence_id" in _error(tiny, tmp_path / "out")
+
+
+def test_sequence_in_parquet_not_in_csv(tiny, tmp_path):
+    csv = pd.read_csv(tiny / "train.csv")
+    sid = int(csv.sequence_id.iloc[0])
+    csv.iloc[1:].to_csv(tiny / "train.csv", index=False)
+    assert f"sequence {sid}: in the parquet file but not in the CSV" in _error(tiny, tmp_path / "out")
+
+
+def test_sequence_in_csv_not_in_parquet(tiny, tmp_path):
+    csv = pd.read_csv(tiny / "train.csv")
+    extra = csv.iloc[[0]].assign(sequence_id=123456789)
+    pd.concat([csv, extra]).to_csv(tiny / "train.csv", index=False)
+    r = convert(tiny, tmp_path / "a", "num_workers=0")  # the reference skips it: counted
+    assert r["missing_in_parquet"] == 1
+    assert "sequence 123456789: in the CSV but not in the parquet file" in _error(tiny, tmp_path / "b", "strict=true")
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.99])
+def test_corrupt_or_truncated_parquet(tiny, tmp_path, cut):
+    p = _first_parquet(tiny)
+    data = p.read_bytes()
+    p.write_bytes(data[: int(len(data) * cut)])
+    assert f"{p}: corrupt or truncated parquet file" in _error(tiny, tmp_path / "out")
+
+
+@pytest.mark.parametrize("override,text", [("folds=1", "folds must be >= 2"), ("+fold=4", "fold 4 is outside 0..3"),
+                                           ("+fold=-1", "outside"), ("shard_index=2", "shard_index"),
+                                           ("num_workers=-1", "num_workers")])
+def test_config_out_of_range(tiny, tmp_path, override, text):
+    assert text in _error(tiny, tmp_path / "out", override)
+    assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={tmp_path}/missing", f"out_dir={tmp_path}/o",
+                          "progress=false"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [f"aslfr: error: {tmp_path}/missing: data directory not found"]
+
+
+def test_cli_config_error_before_torch(tmp_path):
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "aslfr.convert", "folds=1", "progress=false",
+                          f"out_dir={tmp_path}/o"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 1 and "folds must be >= 2" in res.stderr
+    assert " torch" not in res.stderr.replace("aslfr: error", "")
+
+
+def test_worker_error_reported_cleanly(tiny, tmp_path):
+    p = _first_parquet(tiny)
+    p.write_bytes(b"not a parquet file")
+    with pytest.raises(InputError, match="corrupt or truncated") as e:
+        convert(tiny, tmp_path / "out", "num_workers=2")
+    assert "Traceback" not in str(e.value)
+
+
+def test_write_error_leaves_no_partial_shard(tiny, tmp_path, monkeypatch):
+    from aslfr import tfrecords
+
+    calls = {"n": 0}
+    real = tfrecords.RecordWriter.write_serialized
+
+    def failing(self, record):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device", self.file.name)
+        real(self, record)
+
+    monkeypatch.setattr(tfrecords.RecordWriter, "write_serialized", failing)
+    msg = _error(tiny, tmp_path / "out")
+    assert "No space left on device" in msg
+    d = tmp_path / "out/tfrecords/train"
+    names = sorted(p.name for p in d.iterdir() if p.is_file())
+    assert not [n for n in names if n.endswith(".tmp")]
+    # only complete shards (with their receipts) are present
+    from compare import records
+    for n in names:
+        if n.endswith(".tfrec"):
+            assert len(records(d / n)) == int(n.split(".")[1])
+
+
+def test_permission_error_reported(tiny, tmp_path):
+    if os.geteuid() == 0:
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "tfrecords").write_text("a file where a folder should be")
+    else:
+        out = tmp_path / "ro"
+        out.mkdir()
+        out.chmod(0o500)
+    with pytest.raises((InputError, OSError)):
+        convert(tiny, out, "num_workers=0")
+
+
+def test_kill_and_resume_gives_identical_bytes(tmp_path):
+    data = generate(tmp_path / "data", SplitSpec(8, 24, 40, 8), None, seed=5)
+    full = tmp_path / "full"
+    convert(data, full, "num_workers=0")
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "aslfr.convert", f"data_dir={data}", f"out_dir={out}", "num_workers=0", "progress=false"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    receipts = out / "tfrecords/train/.aslfr"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(receipts.glob("*.json"))) < 6:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(receipts.glob("*.json")))
+    assert 0 < done < 32, done  # killed mid-run
+    assert not (out / "tfrecords/train/manifest.json").exists()
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "already complete (resumed)" in res.stdout
+    assert tree_bytes(out / "tfrecords/train") == tree_bytes(full / "tfrecords/train")
+    assert not list((out / "tfrecords/train").glob(".*.tmp"))
+
+
+def test_resume_redoes_a_damaged_shard(tiny, tmp_path):
+    convert(tiny, tmp_path, "num_workers=0")
+    d = tmp_path / "tfrecords/train"
+    before = tree_bytes(d)
+    victim = sorted(d.glob("*.tfrec"))[0]
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    r = convert(tiny, tmp_path, "num_workers=0")
+    assert r["files_resumed"] == 1  # the other file was verified and skipped
+    assert tree_bytes(d) == before
+
+
+def test_verify_command(tiny, tmp_path):
+    convert(tiny, tmp_path, "num_workers=0")
+    run = lambda: subprocess.run([sys.executable, "-m", "aslfr.verify", str(tmp_path)], capture_output=True, text=True)  # noqa: E731
+    res = run()
+    assert res.returncode == 0 and res.stdout.count(" OK ") == 1, res.stdout
+    victim = sorted((tmp_path / "tfrecords/train").glob("*.tfrec"))[-1]
+    victim.write_bytes(victim.read_bytes()[:-9])
+    res = run()
+    assert res.returncode == 1 and "FAIL" in res.stdout and len(res.stdout.strip().splitlines()) == 1
+
+
+def test_reader_names_file_and_record_on_truncation(tiny, tmp_path):
+    from aslfr.reader import read_shard
+    from aslfr.tfrecords import CorruptRecordError
+
+    convert(tiny, tmp_path, "num_workers=0")
+    victim = max((tmp_path / "tfrecords/train").glob("*.tfrec"), key=lambda p: int(p.name.split(".")[1]))
+    n = int(victim.name.split(".")[1])
+    victim.write_bytes(victim.read_bytes()[:-20])
+    with pytest.raises(CorruptRecordError, match=rf"{victim}: record {n - 1} at byte \d+: truncated"):
+        list(read_shard(victim))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_byte_flips_always_detected(tmp_path_factory, data):
+    from aslfr.example import encode_example
+    from aslfr.reader import read_shard
+    from aslfr.tfrecords import CorruptRecordError, RecordWriter
+
+    path = tmp_path_factory.mktemp("flip") / "0.3.tfrec"
+    w = RecordWriter(str(path))
+    for i in range(3):
+        w.write_serialized(encode_example({"a": ("int", [i]), "f": ("float", np.arange(50, dtype=np.float32))}))
+    w.close()
+    raw = bytearray(path.read_bytes())
+    pos = data.draw(st.integers(0, len(raw) - 1))
+    raw[pos] ^= data.draw(st.integers(1, 255))
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptRecordError):
+        list(read_shard(path))
+
+
+_PHRASE = st.text(alphabet=st.sampled_from(sorted(__import__("aslfr").vocab.CHAR_TO_INDEX)), min_size=1, max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(phrase=_PHRASE, n=st.integers(1, 30), nan_rate=st.floats(0, 1), seed=st.integers(0, 2**32 - 1))
+def test_random_phrases_and_nan_patterns_round_trip(phrase, n, nan_rate, seed):
+    from aslfr.example import encode_example
+    from aslfr.reader import decode_record
+    from aslfr.record import make_record, wire_features
+    from aslfr.vocab import phrase_type
+
+    rng = np.random.default_rng(seed)
+    frames = rng.normal(size=(n, 384)).astype(np.float32)
+    frames[rng.random((n, 384)) < nan_rate] = np.nan
+    meta = {"sequence_id": 1, "file_id": 2, "participant_id": 3, "phrase": phrase, "fold": 1, "phrase_len": len(phrase),
+            "phrase_type": phrase_type(phrase), "phrase_dup": 0, "idx": 5}
+    rec = make_record(meta, frames, 1.0)
+    back = decode_record(encode_example(wire_features(rec, reference_quirks=False)))
+    assert back["phrase"] == phrase
+    assert np.array_equal(back["frames"].view(np.uint32), frames.view(np.uint32))  # NaN payloads too
+    assert list(back["phrase_"]) == rec["phrase_"] and back["frame_mean"] == rec["frame_mean"]
