@@ -28,5 +28,11 @@ demo: setup $(DATA)/train.csv
 test: setup
 	$(PY) -m pytest -q
 
+train-demo: demo
+	$(PY) -m aslfr.train_demo $(OUT)
+
+bench: setup
+	$(PY) -m aslfr.bench --data bench-data
+
 clean:
 	rm -rf $(OUT) $(DATA) .pytest_cache

@@ -5,6 +5,7 @@ the number of workers; the main process only collects receipts, shows progress a
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from aslfr.example import encode_example
 from aslfr.files import atomic_write_text
 from aslfr.metadata import load_metadata, parquet_files
 from aslfr.parquet import read_landmarks
+from aslfr.procinfo import peak_rss_mb, process_age, rss_mb
 from aslfr.record import METADATA_KEYS, make_record, wire_features
 from aslfr.shards import ShardWriter, reference_order
 from aslfr.settings import RECORDS_SUBDIR, Settings
@@ -89,11 +91,17 @@ def _units_done(p: Plan, i: int) -> bool:
         for f in s.selected_folds)
 
 
+_RSS_AT_START: float | None = None  # per process: resident memory before its first file
+
+
 def convert_file(p: Plan, i: int) -> dict[str, Any]:
     """Write the selected folds' shards of parquet file i; one receipt per shard written."""
+    global _RSS_AT_START
+    if _RSS_AT_START is None:
+        _RSS_AT_START = rss_mb()
     s = p.settings
     path = p.files[i]
-    summary = {"file_index": i, "records": {f: 0 for f in s.selected_folds}, "shards": [], "resumed": False,
+    summary = {"pid": os.getpid(), "rss_start": _RSS_AT_START, "file_index": i, "records": {f: 0 for f in s.selected_folds}, "shards": [], "resumed": False,
                "missing": 0}
     if s.resume and _units_done(p, i):
         for f in s.selected_folds:
@@ -143,6 +151,8 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
         summary["missing"] += len(missing[f])
         if shard:
             summary["shards"].append(shard["name"])
+    del lm
+    summary["peak_rss"] = peak_rss_mb()
     return summary
 
 
@@ -173,6 +183,8 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
                         prefetch_factor=1 if s.num_workers else None)
     per_fold = {f: 0 for f in s.selected_folds}
     shards, resumed, missing = [], 0, 0
+    workers: dict[int, tuple[float, float]] = {}  # pid -> (rss at start, peak rss)
+    startup = process_age()
     disable = not s.progress
     with tqdm(total=len(p.file_numbers), desc=f"{s.split} files", unit="file", disable=disable) as files_bar, \
             tqdm(total=sum(p.expected.values()), desc=f"{s.split} records", unit="rec", disable=disable) as rec_bar:
@@ -183,6 +195,8 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
                 per_fold[f] += n
                 rec_bar.update(n)
             shards += summary["shards"]
+            if "peak_rss" in summary:
+                workers[summary["pid"]] = (summary["rss_start"], summary["peak_rss"])
             resumed += summary["resumed"]
             missing += summary["missing"]
             files_bar.update(1)
@@ -196,11 +210,17 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
         "skipped_unknown_chars": len(p.skipped),
         "missing_in_parquet": missing,
         "seconds": round(time.perf_counter() - t0, 2),
+        "startup_seconds": round(startup, 2),
+        "peak_rss_mb": {"main": round(peak_rss_mb(), 1),
+                        "worker": round(max((w[1] for w in workers.values()), default=0.0), 1),
+                        "worker_growth": round(max((w[1] - w[0] for w in workers.values()), default=0.0), 1)},
         "finalized": False,
     }
     if finalize:
         numbers = [i * s.folds + f for i in range(len(p.files)) for f in range(s.folds)]
         result["finalized"] = manifest.finalize(s.records_dir, numbers, s.output_config()) is not None
+    if s.report:
+        atomic_write_text(s.report, json.dumps(result, indent=1))
     return result
 
 

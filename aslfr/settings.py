@@ -36,6 +36,7 @@ class Settings:
     verify_resumed: bool = True
     multiprocessing_context: str | None = None
     progress: bool = True
+    report: str | None = None
 
     @property
     def records_dir(self) -> Path:

@@ -1,0 +1,163 @@
+"""`make bench` (`python -m aslfr.bench`): speed and memory of the converter and the reader against
+the I/O floor, all measured in one run on the same cached data. Prints ratios; asserts nothing.
+
+Data (generated once into bench-data/): 4 train files x 1000 sequences, gamma-distributed lengths
+around 160 frames, whole-hand NaN runs, all 1629 float32 columns.
+  a) floor: pyarrow reads the 384 selected columns of each file and writes the same float32 bytes
+     to disk (fsync), one process per file on 2 processes; 2 files and 4 files
+  b) the converter (python -m aslfr.convert, 2 workers) on the same 2 and 4 files
+  c) marginal ratio = (convert4 - convert2) / (floor4 - floor2); start-up = 2*convert2 - convert4
+  d) reader: records/s decoding every feature into torch tensors, CRC checks on
+  e) peak RSS of the converter's main process and of a worker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+FILES = 4
+SEQUENCES = 1000
+MEAN_FRAMES = 160
+
+
+def ensure_data(root: Path) -> tuple[Path, Path]:
+    """The 4-file dataset and a 2-file view of it (CSV restricted to the first 2 files)."""
+    import pandas as pd
+
+    from aslfr.synthetic import SplitSpec, generate
+
+    full, two = root / "four", root / "two"
+    if not (full / "train.csv").exists():
+        print(f"generating benchmark data in {full} (once) ...", flush=True)
+        generate(full, SplitSpec(FILES, SEQUENCES, MEAN_FRAMES, 20), None, seed=2024)
+    if not (two / "train.csv").exists():
+        two.mkdir(parents=True, exist_ok=True)
+        csv = pd.read_csv(full / "train.csv")
+        keep = list(dict.fromkeys(csv.path))[:2]
+        csv[csv.path.isin(keep)].to_csv(two / "train.csv", index=False)
+        (two / "train_landmarks").mkdir(exist_ok=True)
+        for p in keep:
+            link = two / p
+            if not link.exists():
+                link.symlink_to((full / p).resolve())
+    return full, two
+
+
+def _floor_one(args: tuple[str, str]) -> int:
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from aslfr.vocab import SELECTED_COLUMNS
+
+    src, dst = args
+    table = pq.read_table(src, columns=SELECTED_COLUMNS)
+    with open(dst, "wb") as f:
+        for col in table.columns:
+            f.write(col.to_numpy().astype(np.float32, copy=False).tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+    return table.num_rows
+
+
+def floor(files: list[Path], out: Path) -> float:
+    out.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    with get_context("spawn").Pool(2) as pool:
+        pool.map(_floor_one, [(str(f), str(out / f"{f.stem}.bin")) for f in files], chunksize=1)
+    return time.perf_counter() - t
+
+
+def convert(data: Path, out: Path) -> tuple[float, dict]:
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={data}", f"out_dir={out}", "num_workers=2",
+                          "progress=false", "+report=" + str(out / "report.json")], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if res.returncode:
+        sys.exit(res.stderr)
+    return wall, json.loads((out / "report.json").read_text())
+
+
+def _drop_caches_hint() -> None:
+    pass
+
+
+def reader_speed(records: Path, workers: int) -> float:
+    import torch  # noqa: F401
+    from torch.utils.data import DataLoader
+
+    from aslfr.collate import pad_collate
+    from aslfr.reader import TFRecordShards
+
+    ds = TFRecordShards(records)
+    t = time.perf_counter()
+    n = 0
+    if workers == 0:
+        for _ in ds:
+            n += 1
+    else:
+        for batch in DataLoader(ds, batch_size=32, num_workers=workers, collate_fn=pad_collate):
+            n += len(batch["lengths"])
+    return n / (time.perf_counter() - t)
+
+
+def selected_bytes(files: list[Path]) -> int:
+    import pyarrow.parquet as pq
+
+    return max(pq.ParquetFile(f).metadata.num_rows for f in files) * 384 * 4
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m aslfr.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="bench-data", help="cache folder for the generated data and outputs")
+    a = p.parse_args(argv)
+    root = Path(a.data).absolute()
+    full, two = ensure_data(root)
+    files = sorted((full / "train_landmarks").glob("*.parquet"))
+    import pandas as pd
+
+    order = [full / x for x in dict.fromkeys(pd.read_csv(full / "train.csv").path)]
+    size = sum(f.stat().st_size for f in files) / len(files)
+    print(f"data: {len(files)} files, {size / 1e9:.2f} GB parquet per file, "
+          f"{selected_bytes(files) / 1e6:.0f} MB of selected columns per file", flush=True)
+
+    f2 = floor(order[:2], root / "floor2")
+    f4 = floor(order, root / "floor4")
+    c2, _ = convert(two, root / "out2")
+    c4, rep = convert(full, root / "out4")
+    marginal = (c4 - c2) / (f4 - f2)
+    startup = 2 * c2 - c4
+    records = root / "out4" / "tfrecords" / "train"
+    r0 = reader_speed(records, 0)
+    r2 = reader_speed(records, 2)
+    sel = selected_bytes(files)
+    rows = [
+        ("floor, 2 files / 4 files (s)", f"{f2:.2f} / {f4:.2f}"),
+        ("converter, 2 files / 4 files (s)", f"{c2:.2f} / {c4:.2f}"),
+        ("marginal ratio (target <= 1.3)", f"{marginal:.2f}"),
+        ("start-up, 2*c2 - c4 (target <= 5 s)", f"{startup:.2f} s"),
+        ("converter imports + config, measured inside (s)", f"{rep['startup_seconds']:.2f}"),
+        ("end-to-end / floor, 4 files", f"{c4 / f4:.2f}"),
+        ("reader, 1 process (rec/s, target >= 10,000)", f"{r0:,.0f}"),
+        ("reader, DataLoader 2 workers, batch 32 (rec/s)", f"{r2:,.0f}"),
+        ("peak RSS main process (MB)", f"{rep['peak_rss_mb']['main']:.0f}"),
+        ("peak RSS worker (MB) / growth over its start (MB)",
+         f"{rep['peak_rss_mb']['worker']:.0f} / {rep['peak_rss_mb']['worker_growth']:.0f}"),
+        ("worker growth / selected columns of one file (target <= 1.5)",
+         f"{rep['peak_rss_mb']['worker_growth'] * 1e6 / sel:.2f}"),
+    ]
+    w = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{w}}  {v}" for k, v in rows))
+
+
+if __name__ == "__main__":
+    main()
