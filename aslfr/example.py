@@ -11,8 +11,6 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-_KIND_TAG = {"byte": b"\x0a", "float": b"\x12", "int": b"\x1a"}  # Feature oneof fields 1, 2, 3
-_TAG_KIND = {0x0A: "byte", 0x12: "float", 0x1A: "int"}
 
 
 def varint(n: int) -> bytes:
@@ -40,36 +38,51 @@ def _packed_ints(values: Iterable[int]) -> bytes:
     return b"".join(varint(v) for v in values)
 
 
-def _feature_parts(kind: str, values: Any) -> list:
-    """Serialized `Feature` as a list of byte chunks (the float payload stays a zero-copy view)."""
-    if kind == "float":
-        arr = np.ascontiguousarray(values, dtype="<f4")
-        raw = memoryview(arr).cast("B")
-        inner = _ld(b"\x0a", len(raw))
-        return [_ld(b"\x12", len(inner) + len(raw)) + inner, raw]
-    if kind == "int":
-        packed = _packed_ints(values)
-        inner = _ld(b"\x0a", len(packed)) + packed
-    elif kind == "byte":
-        inner = b"".join(_ld(b"\x0a", len(v)) + v for v in values)
-    else:
-        raise ValueError(f"unknown feature kind {kind!r}")
-    return [_ld(_KIND_TAG[kind], len(inner)) + inner]
+_KEYS: dict[str, bytes] = {}
+
+
+def _key(name: str) -> bytes:
+    """Serialized map-entry key field, cached per feature name."""
+    k = _KEYS.get(name)
+    if k is None:
+        raw = name.encode()
+        k = _KEYS[name] = b"\x0a" + varint(len(raw)) + raw
+    return k
 
 
 def encode_example(features: Mapping[str, tuple[str, Any]]) -> bytes:
-    """Serialize {name: (kind, values)} as a `tf.train.Example` (keys sorted)."""
+    """Serialize {name: (kind, values)} as a `tf.train.Example` (keys sorted).
+
+    Each map entry is `0a len {0a len key} {12 len Feature}`; a float list's payload is appended
+    as a zero-copy view, so the frames are copied once, into the result."""
     chunks: list = []
     for name in sorted(features):
         kind, values = features[name]
-        parts = _feature_parts(kind, values)
-        key = name.encode()
-        value_len = sum(len(p) for p in parts)
-        entry_head = _ld(b"\x0a", len(key)) + key + _ld(b"\x12", value_len)
-        chunks.append(_ld(b"\x0a", len(entry_head) + value_len) + entry_head)
-        chunks.extend(parts)
+        raw = None
+        if kind == "float":
+            raw = memoryview(np.ascontiguousarray(values, dtype="<f4")).cast("B")
+            payload_len = len(raw)
+            tag = b"\x12"
+        else:
+            if kind == "int":
+                payload = _packed_ints(values)
+                tag = b"\x1a"
+            elif kind == "byte":
+                payload = b"".join(b"\x0a" + varint(len(v)) + v for v in values)
+                tag = b"\x0a"
+            else:
+                raise ValueError(f"unknown feature kind {kind!r}")
+            payload_len = len(payload)
+        # Int64List/FloatList wrap a packed field 1; BytesList is already its repeated field 1
+        inner = payload_len if kind == "byte" else payload_len + 1 + len(varint(payload_len))
+        feature = tag + varint(inner) + (b"" if kind == "byte" else b"\x0a" + varint(payload_len))
+        value_len = len(feature) + payload_len
+        key = _key(name)
+        head = key + b"\x12" + varint(value_len) + feature
+        chunks.append(b"\x0a" + varint(len(head) + payload_len) + head)
+        chunks.append(raw if raw is not None else payload)
     body_len = sum(len(c) for c in chunks)
-    return b"".join([_ld(b"\x0a", body_len), *chunks])
+    return b"".join([b"\x0a" + varint(body_len), *chunks])
 
 
 class DecodeError(ValueError):

@@ -112,8 +112,24 @@ def group_rows(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     return uniq[order], bounds, rows
 
 
-def read_landmarks(path: str, columns: Sequence[str] = SELECTED_COLUMNS) -> Landmarks:
-    """Read `columns` of one file (a few columns at a time) and group its rows by sequence."""
+_SCRATCH = np.empty(0, dtype=np.float32)
+
+
+def _scratch(n: int) -> np.ndarray:
+    """A per-process float32 buffer of at least n values, reused from file to file: filling fresh
+    memory costs a page fault per 4 KiB, a third of the time of converting a file."""
+    global _SCRATCH
+    if _SCRATCH.size < n:
+        _SCRATCH = np.empty(0, dtype=np.float32)
+        _SCRATCH = np.empty(int(n * 1.25), dtype=np.float32)
+    return _SCRATCH[:n]
+
+
+def read_landmarks(path: str, columns: Sequence[str] = SELECTED_COLUMNS, reuse_buffer: bool = False) -> Landmarks:
+    """Read `columns` of one file (a few columns at a time) and group its rows by sequence.
+
+    With `reuse_buffer` the frames live in a per-process buffer that the next call overwrites
+    (the converter holds one file at a time)."""
     pf = _open(path)
     index = _index_column(pf)
     _check_schema(pf, path, columns, index)
@@ -121,7 +137,8 @@ def read_landmarks(path: str, columns: Sequence[str] = SELECTED_COLUMNS) -> Land
     ids = _read(pf, path, [index]).column(0).to_numpy().astype(np.int64, copy=False)
     if len(ids) != n:
         raise InputError(f"{path}: corrupt parquet file (row count {len(ids)} != {n})")
-    data = np.empty((len(columns), n), dtype=np.float32)
+    shape = (len(columns), n)
+    data = _scratch(shape[0] * n).reshape(shape) if reuse_buffer else np.empty(shape, dtype=np.float32)
     for start in range(0, len(columns), _COLUMN_CHUNK):
         names = list(columns[start:start + _COLUMN_CHUNK])
         table = _read(pf, path, names)

@@ -110,7 +110,7 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
             summary["missing"] += r.get("missing", 0)
         summary["resumed"] = True
         return summary
-    lm = read_landmarks(path)
+    lm = read_landmarks(path, reuse_buffer=True)
     if len(lm) == 0:
         raise InputError(f"{path}: empty parquet file (no frames)")
     groups: dict[int, list[int]] = {f: [] for f in s.selected_folds}

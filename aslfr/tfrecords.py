@@ -26,11 +26,13 @@ class RecordWriter(TFRecordWriter):
 
     def write_serialized(self, record: bytes) -> None:
         length_bytes = _HEADER.pack(len(record))
-        framed = b"".join((length_bytes, masked_crc(length_bytes), record, masked_crc(record)))
-        self.file.write(framed)
-        self.file_crc = crc32c.crc32c(framed, self.file_crc)
-        self.offsets.append((self.size, len(framed)))
-        self.size += len(framed)
+        head, tail = length_bytes + masked_crc(length_bytes), masked_crc(record)
+        for part in (head, record, tail):
+            self.file.write(part)
+            self.file_crc = crc32c.crc32c(part, self.file_crc)
+        framed = len(record) + 16
+        self.offsets.append((self.size, framed))
+        self.size += framed
 
 
 def write_index(path: str | Path, offsets: list[tuple[int, int]]) -> None:
