@@ -51,20 +51,22 @@ def ensure_data(root: Path) -> tuple[Path, Path]:
     return full, two
 
 
-def _floor_one(args: tuple[str, str]) -> int:
+def _floor_one(args: tuple[str, str]) -> float:
+    """Read the selected columns of one file, write their float32 bytes, fsync; seconds taken."""
     import numpy as np
     import pyarrow.parquet as pq
 
     from aslfr.vocab import SELECTED_COLUMNS
 
     src, dst = args
+    t = time.perf_counter()
     table = pq.read_table(src, columns=SELECTED_COLUMNS)
     with open(dst, "wb") as f:
         for col in table.columns:
             f.write(col.to_numpy().astype(np.float32, copy=False).tobytes())
         f.flush()
         os.fsync(f.fileno())
-    return table.num_rows
+    return time.perf_counter() - t
 
 
 def _warm(_: int) -> None:
@@ -74,16 +76,16 @@ def _warm(_: int) -> None:
     time.sleep(0.2)  # keep this worker busy so that both start
 
 
-def floor(files: list[Path], out: Path) -> float:
-    """Wall time of the reads and writes on 2 started processes (process start-up excluded)."""
+def floor(files: list[Path], out: Path) -> tuple[float, list[float]]:
+    """(wall time, per-file seconds) of the reads and writes on 2 started processes."""
     out.mkdir(parents=True, exist_ok=True)
     for f in out.glob("*.bin"):
         f.unlink()
     with get_context("spawn").Pool(2) as pool:
         pool.map(_warm, range(2), chunksize=1)
         t = time.perf_counter()
-        pool.map(_floor_one, [(str(f), str(out / f"{f.stem}.bin")) for f in files], chunksize=1)
-        return time.perf_counter() - t
+        per_file = pool.map(_floor_one, [(str(f), str(out / f"{f.stem}.bin")) for f in files], chunksize=1)
+        return time.perf_counter() - t, per_file
 
 
 def convert(data: Path, out: Path) -> tuple[float, dict]:
@@ -141,18 +143,20 @@ def main(argv: list[str] | None = None) -> None:
           f"{selected_bytes(files) / 1e6:.0f} MB of selected columns per file", flush=True)
 
     floor(order, root / "floor4")  # warm-up: every measurement reads from the page cache
-    runs: dict[str, list[float]] = {"f2": [], "f4": [], "c2": [], "c4": []}
+    runs: dict[str, list[float]] = {"f2": [], "f4": [], "c2": [], "c4": [], "floor_file": [], "convert_file": []}
     for _ in range(a.repeat):  # interleaved, medians reported; each starts with no dirty pages
-        os.sync()
-        runs["f2"].append(floor(order[:2], root / "floor2"))
-        os.sync()
-        runs["f4"].append(floor(order, root / "floor4"))
-        os.sync()
-        runs["c2"].append(convert(two, root / "out2")[0])
-        os.sync()
-        wall, rep = convert(full, root / "out4")
-        runs["c4"].append(wall)
+        for key, fn in (("f2", lambda: floor(order[:2], root / "floor2")), ("f4", lambda: floor(order, root / "floor4")),
+                        ("c2", lambda: convert(two, root / "out2")), ("c4", lambda: convert(full, root / "out4"))):
+            os.sync()
+            wall, detail = fn()
+            runs[key].append(wall)
+            if key.startswith("f"):
+                runs["floor_file"] += detail
+            else:
+                runs["convert_file"] += detail["file_seconds"]
+                rep = detail
     f2, f4, c2, c4 = (statistics.median(runs[k]) for k in ("f2", "f4", "c2", "c4"))
+    per_file_floor, per_file_convert = statistics.median(runs["floor_file"]), statistics.median(runs["convert_file"])
     marginal = (c4 - c2) / (f4 - f2)
     startup = 2 * c2 - c4
     records = root / "out4" / "tfrecords" / "train"
@@ -162,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = [
         ("floor, 2 files / 4 files (s)", f"{f2:.2f} / {f4:.2f}"),
         ("converter, 2 files / 4 files (s)", f"{c2:.2f} / {c4:.2f}"),
-        ("marginal ratio (target <= 1.3)", f"{marginal:.2f}"),
+        ("marginal ratio (c4-c2)/(f4-f2) (target <= 1.3)", f"{marginal:.2f}"),
+        ("per file in a worker: floor / converter (s)", f"{per_file_floor:.2f} / {per_file_convert:.2f}"),
+        ("per-file ratio, converter / floor", f"{per_file_convert / per_file_floor:.2f}"),
         ("start-up, 2*c2 - c4 (target <= 5 s)", f"{startup:.2f} s"),
         ("converter imports + config, measured inside (s)", f"{rep['startup_seconds']:.2f}"),
         ("end-to-end / floor, 4 files", f"{c4 / f4:.2f}"),

@@ -166,7 +166,97 @@ def _decode_list(kind: str, buf: memoryview) -> Any:
 def decode_example(data: bytes | memoryview) -> dict[str, tuple[str, Any]]:
     """Parse a serialized `tf.train.Example` into {name: (kind, values)}.
 
-    Values: float -> float32 ndarray (a view into `data`), int -> list[int], byte -> list[bytes]."""
+    Values: float -> float32 ndarray (a view into `data`), int -> list[int], byte -> list[bytes].
+    One flat loop handles the canonical layout (what aslfr and TensorFlow write); anything else
+    (unpacked lists, unknown fields) goes through the general field-by-field parser."""
+    try:
+        return _decode_canonical(memoryview(data))
+    except _NotCanonical:
+        return _decode_general(data)
+
+
+class _NotCanonical(Exception):
+    pass
+
+
+def _decode_canonical(buf: memoryview) -> dict[str, tuple[str, Any]]:
+    out: dict[str, tuple[str, Any]] = {}
+    n = len(buf)
+    pos = 0
+    while pos < n:
+        if buf[pos] != 0x0A:
+            raise _NotCanonical
+        ln = buf[pos + 1]
+        pos += 2
+        if ln >= 0x80:
+            ln, pos = _read_varint(buf, pos - 1)
+        end = pos + ln
+        if end > n:
+            raise DecodeError("features run past the end of the example")
+        while pos < end:  # map entries: 0a len {0a klen key} {12 vlen {tag len {0a plen payload}}}
+            if buf[pos] != 0x0A:
+                raise _NotCanonical
+            entry_len = buf[pos + 1]
+            if entry_len >= 0x80:
+                entry_len, p = _read_varint(buf, pos + 1)
+            else:
+                p = pos + 2
+            entry_end = p + entry_len
+            if buf[p] != 0x0A:
+                raise _NotCanonical
+            klen = buf[p + 1]
+            if klen >= 0x80:
+                raise _NotCanonical
+            key = bytes(buf[p + 2:p + 2 + klen]).decode()
+            p += 2 + klen
+            if buf[p] != 0x12:
+                raise _NotCanonical
+            vlen, p = _read_varint(buf, p + 1)
+            tag = buf[p]
+            llen, p = _read_varint(buf, p + 1)
+            list_end = p + llen
+            if list_end != entry_end or entry_end > end:
+                raise _NotCanonical
+            if tag == 0x0A:  # BytesList: repeated 0a len bytes
+                values = []
+                while p < list_end:
+                    if buf[p] != 0x0A:
+                        raise _NotCanonical
+                    blen, p = _read_varint(buf, p + 1)
+                    values.append(bytes(buf[p:p + blen]))
+                    p += blen
+                out[key] = ("byte", values)
+            elif tag == 0x12 or tag == 0x1A:
+                if p == list_end:
+                    payload = buf[p:p]
+                else:
+                    if buf[p] != 0x0A:
+                        raise _NotCanonical
+                    plen, p = _read_varint(buf, p + 1)
+                    if p + plen != list_end:
+                        raise _NotCanonical
+                    payload = buf[p:list_end]
+                if tag == 0x12:
+                    if len(payload) % 4:
+                        raise DecodeError(f"float list {key!r} is not a whole number of floats")
+                    out[key] = ("float", np.frombuffer(payload, dtype="<f4"))
+                else:
+                    raw = bytes(payload)
+                    if raw.isascii():
+                        out[key] = ("int", list(raw))
+                    else:
+                        values, q = [], 0
+                        while q < len(payload):
+                            x, q = _read_varint(payload, q)
+                            values.append(_signed(x))
+                        out[key] = ("int", values)
+            else:
+                raise _NotCanonical
+            pos = entry_end
+    return out
+
+
+def _decode_general(data: bytes | memoryview) -> dict[str, tuple[str, Any]]:
     out: dict[str, tuple[str, Any]] = {}
     for f1, _, features in _fields(memoryview(data)):
         if f1 != 1:

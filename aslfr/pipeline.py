@@ -110,6 +110,7 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
             summary["missing"] += r.get("missing", 0)
         summary["resumed"] = True
         return summary
+    t0 = time.perf_counter()
     lm = read_landmarks(path, reuse_buffer=True)
     if len(lm) == 0:
         raise InputError(f"{path}: empty parquet file (no frames)")
@@ -153,6 +154,7 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
             summary["shards"].append(shard["name"])
     del lm
     summary["peak_rss"] = peak_rss_mb()
+    summary["seconds"] = time.perf_counter() - t0
     return summary
 
 
@@ -184,6 +186,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     per_fold = {f: 0 for f in s.selected_folds}
     shards, resumed, missing = [], 0, 0
     workers: dict[int, tuple[float, float]] = {}  # pid -> (rss at start, peak rss)
+    file_seconds: list[float] = []
     startup = process_age()
     disable = not s.progress
     with tqdm(total=len(p.file_numbers), desc=f"{s.split} files", unit="file", disable=disable) as files_bar, \
@@ -197,6 +200,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
             shards += summary["shards"]
             if "peak_rss" in summary:
                 workers[summary["pid"]] = (summary["rss_start"], summary["peak_rss"])
+                file_seconds.append(round(summary["seconds"], 3))
             resumed += summary["resumed"]
             missing += summary["missing"]
             files_bar.update(1)
@@ -211,6 +215,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
         "missing_in_parquet": missing,
         "seconds": round(time.perf_counter() - t0, 2),
         "startup_seconds": round(startup, 2),
+        "file_seconds": file_seconds,
         "peak_rss_mb": {"main": round(peak_rss_mb(), 1),
                         "worker": round(max((w[1] for w in workers.values()), default=0.0), 1),
                         "worker_growth": round(max((w[1] - w[0] for w in workers.values()), default=0.0), 1)},

@@ -113,8 +113,9 @@ def to_torch(rec: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = value if isinstance(value, str) else value.decode()
         elif name == "frames":
             out[name] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32).reshape(feat.shape))
-        elif feat.kind == "int":
-            out[name] = torch.as_tensor(np.asarray(value, dtype=np.int64).reshape(feat.shape))
+        elif not feat.shape:
+            out[name] = torch.tensor(int(value) if feat.kind == "int" else float(value),
+                                     dtype=torch.int64 if feat.kind == "int" else torch.float32)
         else:
-            out[name] = torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(feat.shape))
+            out[name] = torch.from_numpy(np.asarray(value, dtype=np.int64 if feat.kind == "int" else np.float32))
     return out
