@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +159,14 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
     return summary
 
 
+def _start_method(s: Settings) -> str | None:
+    """The configured start method; on Linux default to fork, which also works inside the joblib
+    launcher's loky workers (where torch's default fails) and keeps worker start-up cheap."""
+    if s.multiprocessing_context:
+        return s.multiprocessing_context
+    return "fork" if sys.platform.startswith("linux") else None
+
+
 def _identity(x):
     return x
 
@@ -181,7 +190,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     if not args.exists() or args.read_bytes() != inference_args_bytes():
         atomic_write_bytes(args, inference_args_bytes())
     loader = DataLoader(FileConversion(p), batch_size=None, shuffle=False, num_workers=s.num_workers,
-                        collate_fn=_identity, multiprocessing_context=s.multiprocessing_context if s.num_workers else None,
+                        collate_fn=_identity, multiprocessing_context=_start_method(s) if s.num_workers else None,
                         prefetch_factor=1 if s.num_workers else None)
     per_fold = {f: 0 for f in s.selected_folds}
     shards, resumed, missing = [], 0, 0
