@@ -69,11 +69,12 @@ def _floor_one(args: tuple[str, str]) -> float:
     return time.perf_counter() - t
 
 
-def _warm(_: int) -> None:
+def _warm(_: int) -> int:
     import pyarrow.parquet  # noqa: F401
 
     from aslfr import vocab  # noqa: F401
-    time.sleep(0.2)  # keep this worker busy so that both start
+    time.sleep(0.3)  # keep this worker busy so that the other one takes the next task
+    return os.getpid()
 
 
 def floor(files: list[Path], out: Path) -> tuple[float, list[float]]:
@@ -82,7 +83,8 @@ def floor(files: list[Path], out: Path) -> tuple[float, list[float]]:
     for f in out.glob("*.bin"):
         f.unlink()
     with get_context("spawn").Pool(2) as pool:
-        pool.map(_warm, range(2), chunksize=1)
+        while len(set(pool.map(_warm, range(2), chunksize=1))) < 2:  # both processes started and warm
+            pass
         t = time.perf_counter()
         per_file = pool.map(_floor_one, [(str(f), str(out / f"{f.stem}.bin")) for f in files], chunksize=1)
         return time.perf_counter() - t, per_file

@@ -98,6 +98,8 @@ def render(rec: dict[str, Any], path: str | Path, n_frames: int = 8) -> Path:
                 ax.plot(p[[base + a, base + b], 0], p[[base + a, base + b], 1], color=color, lw=1.5)
         ax.scatter(p[52:88, 0], p[52:88, 1], s=3, color="tab:purple")  # lips
         ax.scatter(p[122:126, 0], p[122:126, 1], s=3, color="tab:purple")
+        ax.scatter(p[88:122, 0], p[88:122, 1], s=2, color="tab:gray")  # eyes, nose
+        ax.scatter(p[126:128, 0], p[126:128, 1], s=2, color="tab:gray")
         ax.set_xlim(lo[0] - 0.05, hi[0] + 0.05)
         ax.set_ylim(hi[1] + 0.05, lo[1] - 0.05)  # image coordinates: y grows downwards
         ax.set_title(f"frame {t}", fontsize=8)

@@ -16,7 +16,7 @@ from aslfr.errors import InputError
 from aslfr.vocab import SELECTED_COLUMNS
 
 #: Columns decoded per pyarrow call: bounds the transient copy to a fraction of one file.
-_COLUMN_CHUNK = 32
+_COLUMN_CHUNK = 8
 
 
 def _open(path: str):

@@ -71,10 +71,63 @@ def _phrases(rng: np.random.Generator, n: int, sup: bool) -> list[str]:
     return out
 
 
+_LIPS = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]
+_INNER_LIPS = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95]
+_EYES = ([263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398],
+         [33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173])
+_FINGERS = [(1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16), (17, 18, 19, 20)]
+
+
+def _ring(n: int, centre, radii) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([centre[0] + radii[0] * np.cos(t), centre[1] + radii[1] * np.sin(t)], 1)
+
+
+def _hand(rng: np.random.Generator) -> np.ndarray:
+    """21 points of an open hand, wrist at the origin, fingers up, in image units."""
+    pts = np.zeros((21, 2))
+    for f, joints in enumerate(_FINGERS):
+        angle = np.deg2rad(-60 + 30 * f + rng.normal(0, 5))
+        base = 0.035 * np.array([np.sin(angle) * 1.2, -np.cos(angle)])
+        direction = np.array([np.sin(angle * 0.6), -np.cos(angle * 0.6)])
+        for k, j in enumerate(joints):
+            pts[j] = base + direction * 0.018 * k * (0.8 if f == 0 else 1.0)
+    return pts
+
+
+def _skeleton(rng: np.random.Generator) -> np.ndarray:
+    """[543, 2] resting positions: face with lips and eyes, shoulders and arms, two hands raised."""
+    xy = np.empty((543, 2))
+    face = rng.normal(0, 1, (468, 2)) * (0.05, 0.07) + (0.5, 0.3)
+    face[_LIPS] = _ring(len(_LIPS), (0.5, 0.39), (0.04, 0.018))
+    face[_INNER_LIPS] = _ring(len(_INNER_LIPS), (0.5, 0.39), (0.03, 0.008))
+    face[_EYES[0]] = _ring(16, (0.54, 0.27), (0.02, 0.008))
+    face[_EYES[1]] = _ring(16, (0.46, 0.27), (0.02, 0.008))
+    face[[1, 2, 98, 327]] = [(0.5, 0.33), (0.5, 0.345), (0.485, 0.34), (0.515, 0.34)]
+    xy[:468] = face
+    pose = rng.normal(0, 1, (33, 2)) * 0.03 + (0.5, 0.7)
+    pose[[11, 12]] = [(0.62, 0.55), (0.38, 0.55)]  # shoulders
+    pose[[13, 14]] = [(0.72, 0.75), (0.28, 0.75)]  # elbows
+    pose[[15, 16]] = [(0.62, 0.52), (0.38, 0.52)]  # wrists, raised to sign
+    for wrist, tips in ((15, (17, 19, 21)), (16, (18, 20, 22))):
+        pose[list(tips)] = pose[wrist] + rng.normal(0, 0.012, (3, 2)) + (0, -0.03)
+    xy[489:522] = pose
+    xy[468:489] = _hand(rng) + pose[15]  # left hand at the left wrist
+    xy[522:543] = _hand(rng) * (-1, 1) + pose[16]
+    return xy
+
+
 def _frames(rng: np.random.Generator, n: int) -> np.ndarray:
-    """[n, 1629] float32 landmarks around the image centre, with whole-hand NaN runs."""
-    x = rng.normal(0.5, 0.15, size=(n, len(LANDMARK_COLUMNS))).astype(np.float32)
-    x[:, 2 * 543:] *= 0.1  # z is small
+    """[n, 1629] float32 landmarks (x block, y block, z block): a signer whose hands and arms move
+    smoothly, with jitter and whole-hand NaN runs."""
+    xy = np.broadcast_to(_skeleton(rng), (n, 543, 2)).copy()
+    for hand, wrist in ((slice(468, 489), 15), (slice(522, 543), 16)):
+        walk = np.cumsum(rng.normal(0, 0.006, (n, 1, 2)), axis=0)
+        xy[:, hand] += walk
+        xy[:, 489 + wrist] += walk[:, 0]
+    xy += rng.normal(0, 0.002, xy.shape)
+    z = rng.normal(0, 0.02, (n, 543))
+    x = np.concatenate([xy[..., 0], xy[..., 1], z], axis=1).astype(np.float32)
     for hand, p_missing in (("left", 0.8), ("right", 0.5)):
         missing = np.zeros(n, bool)
         i = 0

@@ -1,7 +1,7 @@
 """Golden files written by the reference notebook itself, with real TensorFlow (tensorflow-cpu 2.21,
 `run_reference.py`), on synthetic input that `aslfr.synthetic` regenerates here:
     python -m aslfr.synthetic IN --train-files 2 --sup-files 1 --sequences 16 --mean-frames 6 --seed 0
-`records.json` holds every record's features as TensorFlow parsed them (floats as float32 bit
+`records.json` (made by `tests/golden/dump_records.py`, TensorFlow) holds every record's features as TensorFlow parsed them (floats as float32 bit
 patterns, frames as sha256 + count). The converter, and the TF stand-in used by the other tests,
 must reproduce them exactly."""
 
