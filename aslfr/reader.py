@@ -7,6 +7,7 @@ against both CRCs by default and decoded with `SCHEMA` into torch values."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -107,12 +108,21 @@ def _offsets(path: Path) -> list[tuple[int, int]] | None:
     return read_index(idx) if idx.is_file() else None
 
 
+def distributed_rank() -> tuple[int, int] | None:
+    """(rank, world size) from an initialized torch.distributed, else from torchrun's RANK and
+    WORLD_SIZE, else None. DataLoader workers do not see the parent's process group, so readers
+    resolve this when they are built, in the training process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    return None
+
+
 def _slot(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
     """(this reader's slot, number of slots) over distributed ranks x DataLoader workers."""
     if rank is None or world is None:
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        rank, world = distributed_rank() or (0, 1)
     info = get_worker_info()
     wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
     return rank * nw + wid, world * nw
@@ -125,7 +135,8 @@ class TFRecordShards(IterableDataset):
     The epoch's records (files in order, or shuffled by `seed` + epoch) are cut into one contiguous
     range per (rank, worker); ranges inside a file are found through its index file. With `shuffle`,
     a buffer of `shuffle_buffer` records is shuffled as well. Call `set_epoch` each epoch. The rank and
-    world size come from torch.distributed when it is initialized (or `rank=`, `world_size=`).
+    world size come from torch.distributed (initialize it before building the reader), torchrun's
+    RANK / WORLD_SIZE, or `rank=` and `world_size=`.
 
         ds = TFRecordShards("out/tfrecords/train", shuffle=True, transform=FrameTransform(...))
         loader = DataLoader(ds, batch_size=32, num_workers=2, collate_fn=pad_collate)
@@ -135,6 +146,8 @@ class TFRecordShards(IterableDataset):
                  shuffle_buffer: int = 256, verify: bool = True, transform: Callable | None = None,
                  torch_values: bool = True, rank: int | None = None, world_size: int | None = None):
         self.files = shard_files(paths)
+        if rank is None or world_size is None:
+            rank, world_size = distributed_rank() or (None, None)
         self.rank, self.world_size = rank, world_size
         self.shuffle, self.seed, self.shuffle_buffer = shuffle, seed, shuffle_buffer
         self.verify, self.transform, self.torch_values = verify, transform, torch_values

@@ -302,3 +302,14 @@ def test_random_phrases_and_nan_patterns_round_trip(phrase, n, nan_rate, seed):
     assert back["phrase"] == phrase
     assert np.array_equal(back["frames"].view(np.uint32), frames.view(np.uint32))  # NaN payloads too
     assert list(back["phrase_"]) == rec["phrase_"] and back["frame_mean"] == rec["frame_mean"]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"]])
+def test_help_and_cfg_do_not_import_torch(tmp_path, args):
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "aslfr.convert", *args], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    assert "torch" not in imported and "pyarrow" not in imported and "aslfr.settings" in imported
+    assert "data_dir" in res.stdout
+    assert list(tmp_path.iterdir()) == []
