@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
          f"{rep['peak_rss_mb']['worker_growth'] * 1e6 / sel:.2f}"),
     ]
     rows.insert(0, ("runs per timing (median)", str(a.repeat)))
+    for key in ("f2", "f4", "c2", "c4"):
+        rows.append((f"  raw {key} (s)", " ".join(f"{x:.2f}" for x in runs[key])))
     w = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{w}}  {v}" for k, v in rows))
 

@@ -13,11 +13,14 @@ import numpy as np
 
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]
+
+
 def varint(n: int) -> bytes:
     """Protobuf base-128 varint; negative ints as 64-bit two's complement (10 bytes)."""
+    if 0 <= n < 0x80:
+        return _SMALL[n]
     n &= 0xFFFFFFFFFFFFFFFF
-    if n < 0x80:
-        return bytes((n,))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)

@@ -28,7 +28,7 @@ class ColumnStats:
         """Accumulate float32 frames [n, n_cols]; NaN values are left out."""
         x = frames.astype(np.float64)
         nan = np.isnan(x)
-        self.count += x.shape[0] - nan.sum(0)
+        self.count += x.shape[0] - np.count_nonzero(nan, axis=0)
         x[nan] = 0.0
         self.total += x.sum(0)
         self.squares += np.einsum("ij,ij->j", x, x)

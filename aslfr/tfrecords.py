@@ -45,8 +45,8 @@ class CorruptRecordError(ValueError):
 
 
 def read_records(path: str | Path, verify: bool = True, start: int = 0, end: int | None = None,
-                 first_record: int = 0) -> Iterator[bytes]:
-    """Yield the serialized records of one TFRecord file from byte `start` to `end`.
+                 first_record: int = 0) -> Iterator[memoryview]:
+    """Yield the serialized records (writable memoryviews) of one TFRecord file from byte `start` to `end`.
 
     With `verify`, both CRCs of every record are checked. Errors name the file and the record's
     number (counted from `first_record`) and byte offset."""
@@ -64,11 +64,13 @@ def read_records(path: str | Path, verify: bool = True, start: int = 0, end: int
             if verify and masked_crc(length_bytes) != header[8:]:
                 raise CorruptRecordError(f"{where}: length CRC mismatch")
             (length,) = _HEADER.unpack(length_bytes)
-            data = f.read(length)
-            footer = f.read(4)
-            if len(data) < length or len(footer) < 4:
-                raise CorruptRecordError(f"{where}: truncated record ({len(data)} of {length} bytes)")
-            if verify and masked_crc(data) != footer:
+            buf = bytearray(length + 4)  # writable, so decoded arrays need no copy
+            got = f.readinto(buf)
+            if got < length + 4:
+                raise CorruptRecordError(f"{where}: truncated record ({max(got - 4, 0)} of {length} bytes)")
+            view = memoryview(buf)
+            data = view[:length]
+            if verify and masked_crc(data) != bytes(view[length:]):
                 raise CorruptRecordError(f"{where}: data CRC mismatch")
             yield data
             pos += 16 + length
