@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from aslfr import manifest, vocab
@@ -142,8 +143,10 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
             for pos in reference_order(len(ks), s.shuffle_buffer, s.shuffle_seed):
                 k = ks[pos]
                 frames = lm.frames(k)
-                rec = make_record(p.meta[int(lm.sequence_ids[k])], frames, s.weight, s.eos_always)
-                stats.add(frames)
+                nan = np.isnan(frames)
+                zeroed = np.where(nan, np.float32(0), frames)  # shared by frame_mean and the statistics
+                rec = make_record(p.meta[int(lm.sequence_ids[k])], frames, s.weight, s.eos_always, zeroed)
+                stats.add_zeroed(zeroed, nan)
                 w.write(encode_example(wire_features(rec)))
         shard = w.info.to_dict() if w.info else None
         manifest.write_receipt(s.records_dir, number, {

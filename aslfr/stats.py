@@ -33,6 +33,13 @@ class ColumnStats:
         self.total += x.sum(0)
         self.squares += np.einsum("ij,ij->j", x, x)
 
+    def add_zeroed(self, zeroed: np.ndarray, nan: np.ndarray) -> None:
+        """`add` for frames whose NaN (mask `nan`) are already 0, as the converter has them."""
+        self.count += zeroed.shape[0] - np.count_nonzero(nan, axis=0)
+        x = zeroed.astype(np.float64)
+        self.total += x.sum(0)
+        self.squares += np.einsum("ij,ij->j", x, x)
+
     def merge(self, other: "ColumnStats") -> "ColumnStats":
         return ColumnStats(self.count + other.count, self.total + other.total, self.squares + other.squares)
 
