@@ -132,7 +132,8 @@ def selected_bytes(files: list[Path]) -> int:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m aslfr.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="bench-data", help="cache folder for the generated data and outputs")
-    p.add_argument("--repeat", type=int, default=3, help="runs of each timing (median reported)")
+    p.add_argument("--repeat", type=int, default=5, help="runs of each timing (median reported)")
+    p.add_argument("--settle", type=float, default=0.0, help="seconds of quiet before each timed run")
     a = p.parse_args(argv)
     root = Path(a.data).absolute()
     full, two = ensure_data(root)
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         for key, fn in (("f2", lambda: floor(order[:2], root / "floor2")), ("f4", lambda: floor(order, root / "floor4")),
                         ("c2", lambda: convert(two, root / "out2")), ("c4", lambda: convert(full, root / "out4"))):
             os.sync()
+            time.sleep(a.settle)  # let the disk finish the previous run's writeback and deletes
             wall, detail = fn()
             runs[key].append(wall)
             if key.startswith("f"):

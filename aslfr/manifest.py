@@ -61,6 +61,20 @@ def receipt_holds(records_dir: str | Path, receipt: dict[str, Any] | None, confi
     return not check_crc or file_crc32c(path) == shard["crc32c"]
 
 
+def _remove_unlisted(records_dir: Path, listed: set[str], numbers: set[int]) -> None:
+    """Delete shards (and their indexes and receipts) left by an earlier run with another layout
+    (e.g. more files or folds), so that `glob('*.tfrec')` finds exactly the manifest's shards."""
+    from aslfr.shards import index_name, parse_shard_name
+
+    for path in records_dir.glob("*.tfrec"):
+        if parse_shard_name(path.name) and path.name not in listed:
+            path.unlink(missing_ok=True)
+            (records_dir / index_name(path.name)).unlink(missing_ok=True)
+    for path in (records_dir / RECEIPTS).glob("*.json"):
+        if path.stem.isdigit() and int(path.stem) not in numbers:
+            path.unlink(missing_ok=True)
+
+
 def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]) -> dict[str, Any] | None:
     """Write manifest.json, means.npy and stds.npy if every unit in `numbers` has a receipt made
     with `config`; return the manifest, or None if some unit is still missing."""
@@ -87,5 +101,6 @@ def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]
     save(stats, records_dir)
     for stale in Path(records_dir).glob(".*.tmp"):  # left by killed runs; every unit is complete now
         stale.unlink(missing_ok=True)
+    _remove_unlisted(Path(records_dir), {s["name"] for s in shards}, set(numbers))
     atomic_write_text(Path(records_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest

@@ -313,3 +313,16 @@ def test_help_and_cfg_do_not_import_torch(tmp_path, args):
     assert "torch" not in imported and "pyarrow" not in imported and "aslfr.settings" in imported
     assert "data_dir" in res.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rerun_with_other_layout_leaves_only_its_shards(tiny, tmp_path):
+    from compare import tfrec_names
+
+    convert(tiny, tmp_path, "num_workers=0", "folds=5")
+    convert(tiny, tmp_path, "num_workers=0")  # back to 4 folds: shard numbers change
+    d = tmp_path / "tfrecords/train"
+    import json
+    listed = sorted(s["name"] for s in json.loads((d / "manifest.json").read_text())["shards"])
+    assert tfrec_names(d) == listed
+    assert all(int(n.split(".")[0]) < 8 for n in listed)
+    assert sorted(p.name.replace(".tfindex", ".tfrec") for p in d.glob("*.tfindex")) == listed

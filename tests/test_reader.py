@@ -158,3 +158,11 @@ def test_exactly_once_with_real_torch_distributed(converted, tmp_path):
     mp.spawn(_rank_main, args=(2, converted / "tfrecords/train", port, tmp_path), nprocs=2)
     ids = [int(x) for r in range(2) for x in (tmp_path / f"rank{r}.txt").read_text().split()]
     assert len(ids) == len(set(ids)) == 48
+
+
+def test_train_demo_loss_falls(converted, capsys):
+    from aslfr import train_demo
+
+    train_demo.main([str(converted), "--steps", "12", "--workers", "0"])
+    losses = [float(line.split()[-1]) for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert len(losses) >= 2 and losses[-1] < losses[0]
