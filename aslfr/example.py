@@ -29,11 +29,6 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _ld(tag: bytes, payload_len: int) -> bytes:
-    """Header of a length-delimited field."""
-    return tag + varint(payload_len)
-
-
 def _packed_ints(values: Iterable[int]) -> bytes:
     values = [int(v) for v in values]
     if all(0 <= v < 0x80 for v in values):

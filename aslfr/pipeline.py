@@ -84,13 +84,13 @@ class FileConversion(Dataset):
             return {"error": f"{e.filename or self.p.files[i]}: {e.strerror or e} (while converting {self.p.files[i]})"}
 
 
-def _units_done(p: Plan, i: int) -> bool:
+def _completed_receipts(p: Plan, i: int) -> dict[int, dict] | None:
+    """fold -> receipt if every selected fold of file i is complete and intact, else None."""
     s = p.settings
-    cfg = s.output_config()
-    return all(
-        manifest.receipt_holds(s.records_dir, manifest.load_receipt(s.records_dir, i * s.folds + f), cfg,
-                               s.verify_resumed)
-        for f in s.selected_folds)
+    receipts = {f: manifest.load_receipt(s.records_dir, i * s.folds + f) for f in s.selected_folds}
+    if all(manifest.receipt_holds(s.records_dir, r, s.output_config(), s.verify_resumed) for r in receipts.values()):
+        return receipts
+    return None
 
 
 _RSS_AT_START: float | None = None  # per process: resident memory before its first file
@@ -103,11 +103,11 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
         _RSS_AT_START = rss_mb()
     s = p.settings
     path = p.files[i]
-    summary = {"pid": os.getpid(), "rss_start": _RSS_AT_START, "file_index": i, "records": {f: 0 for f in s.selected_folds}, "shards": [], "resumed": False,
-               "missing": 0}
-    if s.resume and _units_done(p, i):
-        for f in s.selected_folds:
-            r = manifest.load_receipt(s.records_dir, i * s.folds + f)
+    summary = {"pid": os.getpid(), "rss_start": _RSS_AT_START, "file_index": i,
+               "records": {f: 0 for f in s.selected_folds}, "shards": [], "resumed": False, "missing": 0}
+    receipts = _completed_receipts(p, i) if s.resume else None
+    if receipts is not None:
+        for f, r in receipts.items():
             summary["records"][f] = r["shard"]["records"] if r["shard"] else 0
             summary["missing"] += r.get("missing", 0)
         summary["resumed"] = True

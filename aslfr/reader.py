@@ -37,7 +37,7 @@ def decode_record(data: bytes, where: str = "record") -> dict[str, Any]:
         elif kind != feat.kind:
             raise CorruptRecordError(f"{where}: feature {name!r} is {kind}, expected {feat.kind}")
         elif name == "frames":  # a view into the record's (writable) buffer
-            out[name] = values.reshape(feat.shape) if values.dtype == np.float32 else values.astype(np.float32).reshape(feat.shape)
+            out[name] = values.reshape(feat.shape)
         elif feat.shape:
             if len(values) != feat.shape[0]:
                 raise CorruptRecordError(f"{where}: feature {name!r} has {len(values)} values, expected {feat.shape[0]}")

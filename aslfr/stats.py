@@ -26,12 +26,8 @@ class ColumnStats:
 
     def add(self, frames: np.ndarray) -> None:
         """Accumulate float32 frames [n, n_cols]; NaN values are left out."""
-        x = frames.astype(np.float64)
-        nan = np.isnan(x)
-        self.count += x.shape[0] - np.count_nonzero(nan, axis=0)
-        x[nan] = 0.0
-        self.total += x.sum(0)
-        self.squares += np.einsum("ij,ij->j", x, x)
+        nan = np.isnan(frames)
+        self.add_zeroed(np.where(nan, np.float32(0), frames), nan)
 
     def add_zeroed(self, zeroed: np.ndarray, nan: np.ndarray) -> None:
         """`add` for frames whose NaN (mask `nan`) are already 0, as the converter has them."""
