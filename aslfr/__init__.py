@@ -6,6 +6,10 @@ into PyTorch. The public API is imported lazily, so `python -m aslfr.convert --h
     means, stds = aslfr.load_stats("out/tfrecords/train")
     ds = aslfr.TFRecordShards(train_files, shuffle=True, transform=aslfr.FrameTransform(means, stds))
     loader = torch.utils.data.DataLoader(ds, batch_size=32, num_workers=2, collate_fn=aslfr.pad_collate)
+
+Layers (each imports only those above it): `format` (the record contract, no torch) -> `source`
+(competition CSV + parquet) -> `convert` (the writer) | `data` (the reader: Datasets, transforms,
+collate). The modules directly under `aslfr` are the commands (`python -m aslfr.<command>`).
 """
 
 from importlib import import_module
@@ -13,17 +17,17 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _API = {
-    "ParquetSequences": "aslfr.parquet",
-    "TFRecordShards": "aslfr.reader",
-    "TFRecordIndexed": "aslfr.reader",
-    "fold_files": "aslfr.reader",
-    "read_shard": "aslfr.reader",
-    "pad_collate": "aslfr.collate",
-    "FrameTransform": "aslfr.transforms",
-    "n_cols": "aslfr.transforms",
-    "load_stats": "aslfr.transforms",
-    "SCHEMA": "aslfr.record",
-    "generate_synthetic": "aslfr.synthetic",
+    "ParquetSequences": "aslfr.data.sequences",
+    "TFRecordShards": "aslfr.data.datasets",
+    "TFRecordIndexed": "aslfr.data.datasets",
+    "fold_files": "aslfr.data.datasets",
+    "read_shard": "aslfr.format.schema",
+    "pad_collate": "aslfr.data.collate",
+    "FrameTransform": "aslfr.data.transforms.frame",
+    "n_cols": "aslfr.data.transforms.frame",
+    "load_stats": "aslfr.data.transforms.frame",
+    "SCHEMA": "aslfr.format.schema",
+    "generate_synthetic": "aslfr.source.synthetic",
 }
 __all__ = sorted(_API)
 
@@ -32,7 +36,7 @@ def __getattr__(name: str):
     if name in _API:
         attr = "generate" if name == "generate_synthetic" else name
         return getattr(import_module(_API[name]), attr)
-    try:  # submodules, e.g. aslfr.vocab
+    try:  # subpackages and commands, e.g. aslfr.format
         return import_module(f"aslfr.{name}")
     except ModuleNotFoundError:
         pass

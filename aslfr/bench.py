@@ -32,7 +32,7 @@ def ensure_data(root: Path) -> tuple[Path, Path]:
     """The 4-file dataset and a 2-file view of it (CSV restricted to the first 2 files)."""
     import pandas as pd
 
-    from aslfr.synthetic import SplitSpec, generate
+    from aslfr.source.synthetic import SplitSpec, generate
 
     full, two = root / "four", root / "two"
     if not (full / "train.csv").exists():
@@ -56,7 +56,7 @@ def _floor_one(args: tuple[str, str]) -> float:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from aslfr.vocab import SELECTED_COLUMNS
+    from aslfr.format.vocab import SELECTED_COLUMNS
 
     src, dst = args
     t = time.perf_counter()
@@ -72,7 +72,7 @@ def _floor_one(args: tuple[str, str]) -> float:
 def _warm(_: int) -> int:
     import pyarrow.parquet  # noqa: F401
 
-    from aslfr import vocab  # noqa: F401
+    from aslfr.format import vocab  # noqa: F401
     time.sleep(0.3)  # keep this worker busy so that the other one takes the next task
     return os.getpid()
 
@@ -114,8 +114,8 @@ def reader_speed(records: Path, workers: int) -> float:
     import torch  # noqa: F401
     from torch.utils.data import DataLoader
 
-    from aslfr.collate import pad_collate
-    from aslfr.reader import TFRecordShards
+    from aslfr.data.collate import pad_collate
+    from aslfr.data.datasets import TFRecordShards
 
     ds = TFRecordShards(records)
     t = time.perf_counter()

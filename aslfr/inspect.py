@@ -1,153 +1,49 @@
-"""`python -m aslfr.inspect out_dir=...`: what was written, per split and fold (records, frames,
-phrase types, phrase_dup share, frames without a left/right hand, phrases that lost their EOS);
-with `+sequence_id=N`, a PNG of that sequence read back from the records (matplotlib: aslfr[viz])."""
+"""`python -m aslfr.inspect out_dir=...`: what was written, per split and fold; with `+sequence_id=N`,
+a PNG of that sequence read back from the records (matplotlib: pip install -e '.[viz]')."""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+import hydra
+from omegaconf import DictConfig
 
-from aslfr.vocab import EOS
+from aslfr.cli import CONFIG_DIR, one_line_errors
 
-LEFT_HAND, RIGHT_HAND = slice(0, 63), slice(63, 126)
-# point indices in the 128 selected points (x, y, z interleaved per point)
-_HAND_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10), (10, 11), (11, 12),
-               (9, 13), (13, 14), (14, 15), (15, 16), (13, 17), (0, 17), (17, 18), (18, 19), (19, 20)]
-_ARM_EDGES = [(0, 1), (1, 2), (1, 3), (1, 4)]  # elbow-wrist, wrist-pinky/index/thumb (pose 13,15,17,19,21)
+COLUMNS = ("columns: dup = share of records whose phrase also occurs in another fold (phrase_dup); "
+           "no L hand / no R hand = share of frames whose left / right hand is entirely missing (NaN); "
+           "lost EOS = phrases of 32+ characters whose phrase_ was cut without EOS (the reference's quirk)")
 
 
-def _records(records_dir: Path):
-    from aslfr.reader import read_shard, shard_files
-
-    for path in shard_files(records_dir):
-        yield from read_shard(path)
-
-
-def summarize(records_dir: str | Path, folds: int | None = None) -> dict[int, dict[str, Any]]:
-    """Per fold: records, frames mean/p95/max, phrase types, phrase_dup share, share of frames with no
-    left / right hand, and how many phrase_ lost their EOS."""
-    acc: dict[int, dict[str, Any]] = {}
-    for rec in _records(Path(records_dir)):
-        a = acc.setdefault(int(rec["fold"]), {"n_frames": [], "types": Counter(), "dup": 0, "no_left": 0,
-                                             "no_right": 0, "lost_eos": 0})
-        f = rec["frames"]
-        a["n_frames"].append(f.shape[0])
-        a["types"][rec["phrase_type"]] += 1
-        a["dup"] += int(rec["phrase_dup"])
-        a["no_left"] += int(np.isnan(f[:, LEFT_HAND]).all(axis=1).sum())
-        a["no_right"] += int(np.isnan(f[:, RIGHT_HAND]).all(axis=1).sum())
-        a["lost_eos"] += int(EOS not in rec["phrase_"])
-    out = {}
-    for fold in sorted(acc):
-        a = acc[fold]
-        n = np.asarray(a["n_frames"])
-        out[fold] = {"records": len(n), "frames_mean": float(n.mean()), "frames_p95": float(np.percentile(n, 95)),
-                     "frames_max": int(n.max()), "phrase_types": dict(sorted(a["types"].items())),
-                     "phrase_dup_share": a["dup"] / len(n), "no_left_hand_share": a["no_left"] / n.sum(),
-                     "no_right_hand_share": a["no_right"] / n.sum(), "lost_eos": a["lost_eos"]}
-    return out
-
-
-def format_table(split: str, rows: dict[int, dict[str, Any]]) -> str:
-    head = ["fold", "records", "frames mean", "p95", "max", "phrase types", "dup", "no L hand", "no R hand", "lost EOS"]
-    body = [[str(f), str(r["records"]), f"{r['frames_mean']:.1f}", f"{r['frames_p95']:.0f}", str(r["frames_max"]),
-             " ".join(f"{k}:{v}" for k, v in r["phrase_types"].items()), f"{r['phrase_dup_share']:.1%}",
-             f"{r['no_left_hand_share']:.1%}", f"{r['no_right_hand_share']:.1%}", str(r["lost_eos"])]
-            for f, r in rows.items()]
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "  ".join(c.rjust(w) if i not in (5,) else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    return "\n".join([f"[{split}]", line(head), *(line(b) for b in body)])
-
-
-def find_sequence(out_dir: Path, sequence_id: int) -> dict[str, Any]:
-    for records_dir in sorted((out_dir / "tfrecords").iterdir()):
-        for rec in _records(records_dir):
-            if rec["sequence_id"] == sequence_id:
-                return rec
-    raise KeyError(f"{out_dir}: sequence {sequence_id} not found in any records")
-
-
-def render(rec: dict[str, Any], path: str | Path, n_frames: int = 8) -> Path:
-    """Hands, arm pose and lips as 2-D landmarks for `n_frames` frames across the sequence; missing
-    landmarks (NaN) are left out, never drawn at (0, 0)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pts = rec["frames"].reshape(rec["frames"].shape[0], 128, 3)
-    idx = np.unique(np.linspace(0, len(pts) - 1, min(n_frames, len(pts))).round().astype(int))
-    cols = min(4, len(idx))
-    rows = int(np.ceil(len(idx) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False, dpi=100)
-    finite = pts[..., :2][np.isfinite(pts[..., :2]).all(-1)]
-    lo, hi = (finite.min(0), finite.max(0)) if len(finite) else (np.zeros(2), np.ones(2))
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, t in zip(axes.ravel(), idx):
-        p = pts[t]
-        for base, color in ((0, "tab:red"), (21, "tab:blue")):  # left, right hand
-            for a, b in _HAND_EDGES:
-                ax.plot(p[[base + a, base + b], 0], p[[base + a, base + b], 1], color=color, lw=1)
-            ax.scatter(p[base:base + 21, 0], p[base:base + 21, 1], s=6, color=color)
-        for base, color in ((42, "tab:orange"), (47, "tab:green")):  # arm pose
-            for a, b in _ARM_EDGES:
-                ax.plot(p[[base + a, base + b], 0], p[[base + a, base + b], 1], color=color, lw=1.5)
-        ax.scatter(p[52:88, 0], p[52:88, 1], s=3, color="tab:purple")  # lips
-        ax.scatter(p[122:126, 0], p[122:126, 1], s=3, color="tab:purple")
-        ax.scatter(p[88:122, 0], p[88:122, 1], s=2, color="tab:gray")  # eyes, nose
-        ax.scatter(p[126:128, 0], p[126:128, 1], s=2, color="tab:gray")
-        ax.set_xlim(lo[0] - 0.05, hi[0] + 0.05)
-        ax.set_ylim(hi[1] + 0.05, lo[1] - 0.05)  # image coordinates: y grows downwards
-        ax.set_title(f"frame {t}", fontsize=8)
-        ax.set_aspect("equal")
-    fig.suptitle(f"{rec['phrase']!r}  (sequence {rec['sequence_id']}, {len(pts)} frames)")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def main_cfg(cfg) -> list[str]:
-    """Lines printed for a config (out_dir, sequence_id, frames, png)."""
+def lines(cfg: DictConfig) -> list[str]:
+    """What the command prints for a config (out_dir, sequence_id, frames, png)."""
+    from aslfr.data.summary import find_sequence, format_table, render, summarize
     from aslfr.errors import InputError
+    from aslfr.format.verify import records_dirs
 
     out_dir = Path(cfg.out_dir)
-    if not (out_dir / "tfrecords").is_dir():
-        raise InputError(f"{out_dir}: no tfrecords/ folder (convert first)")
+    dirs = records_dirs(out_dir)
+    if not dirs:
+        raise InputError(f"{out_dir}: no finished records folder (tfrecords/<split>/manifest.json); convert first")
     if cfg.get("sequence_id") is not None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise InputError("pictures need matplotlib: pip install 'aslfr[viz]'") from None
+            raise InputError("pictures need matplotlib: pip install -e '.[viz]'") from None
         try:
             rec = find_sequence(out_dir, int(cfg.sequence_id))
         except KeyError as e:
             raise InputError(e.args[0]) from None
         png = Path(cfg.png) if cfg.get("png") else out_dir / f"sequence_{cfg.sequence_id}.png"
-        return [f"{render(rec, png, int(cfg.frames))}: {rec['phrase']!r}, {rec['n_frames']} frames"]
-    return [format_table(d.name, summarize(d)) for d in sorted((out_dir / "tfrecords").iterdir()) if d.is_dir()]
+        return [f"{render(rec, png, int(cfg.frames))}: PNG of {rec['phrase']!r}, {rec['n_frames']} frames written"]
+    return [format_table(d.name, summarize(d)) for d in dirs] + [COLUMNS]
 
 
-def _main():
-    import hydra
-
-    from aslfr.convert import CONFIG_DIR, _fail
-    from aslfr.errors import InputError
-
-    @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")
-    def main(cfg) -> None:
-        try:
-            print("\n\n".join(main_cfg(cfg)))
-        except InputError as e:
-            _fail(e)
-
-    main()
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")
+def main(cfg: DictConfig) -> None:
+    with one_line_errors():
+        print("\n\n".join(lines(cfg)))
 
 
 if __name__ == "__main__":
-    _main()
+    main()

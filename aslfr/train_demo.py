@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import aslfr
-from aslfr.vocab import VOCAB_SIZE
+from aslfr.format.vocab import VOCAB_SIZE
 
 
 class TinyCTC(nn.Module):

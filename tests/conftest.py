@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from aslfr.convert import CONFIG_DIR, settings_from_config
-from aslfr.synthetic import SplitSpec, generate
+from aslfr.cli import CONFIG_DIR
+from aslfr.convert.cli import settings_from_config
+from aslfr.source.synthetic import SplitSpec, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIM = ROOT / "tests" / "reference" / "shim"
@@ -26,7 +27,7 @@ def compose_config(*overrides: str):
 
 def convert(data_dir, out_dir, *overrides: str, finalize: bool = True) -> dict:
     """Run the converter in-process on a composed config (no progress bars)."""
-    from aslfr.pipeline import run
+    from aslfr.convert.converter import run
 
     cfg = compose_config(f"data_dir={data_dir}", f"out_dir={out_dir}", "progress=false", *overrides)
     return run(settings_from_config(cfg), finalize=finalize)

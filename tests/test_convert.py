@@ -60,7 +60,8 @@ def test_bytes_identical_for_any_worker_count(small_data, converted, tmp_path, w
 
 
 def test_fold_jobs_union_equals_full_run(small_data, converted, tmp_path):
-    from aslfr.merge import merge_all
+    from aslfr.convert.cli import settings_from_config
+    from aslfr.convert.merge import merge_all
     from conftest import compose_config
 
     for fold in range(4):
@@ -68,7 +69,7 @@ def test_fold_jobs_union_equals_full_run(small_data, converted, tmp_path):
         assert set(r["records_per_fold"]) == {fold}
         assert all(int(p.name.split(".")[0]) % 4 <= fold for p in (tmp_path / "tfrecords/train").glob("*.tfrec"))
     assert not (tmp_path / "tfrecords/train/manifest.json").exists()
-    merge_all(compose_config(f"data_dir={small_data}", f"out_dir={tmp_path}"))
+    merge_all(settings_from_config(compose_config(f"data_dir={small_data}", f"out_dir={tmp_path}")))
     assert tree_bytes(tmp_path / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from aslfr.errors import InputError
-from aslfr.synthetic import SplitSpec, generate
+from aslfr.source.synthetic import SplitSpec, generate
 from conftest import ROOT, convert, tree_bytes
 
 
@@ -165,7 +165,7 @@ def test_worker_error_reported_cleanly(tiny, tmp_path):
 
 
 def test_write_error_leaves_no_partial_shard(tiny, tmp_path, monkeypatch):
-    from aslfr import tfrecords
+    from aslfr.convert import shards as tfrecords
 
     calls = {"n": 0}
     real = tfrecords.RecordWriter.write_serialized
@@ -250,8 +250,8 @@ def test_verify_command(tiny, tmp_path):
 
 
 def test_reader_names_file_and_record_on_truncation(tiny, tmp_path):
-    from aslfr.reader import read_shard
-    from aslfr.tfrecords import CorruptRecordError
+    from aslfr.format.schema import read_shard
+    from aslfr.format.tfrecord import CorruptRecordError
 
     convert(tiny, tmp_path, "num_workers=0")
     victim = max((tmp_path / "tfrecords/train").glob("*.tfrec"), key=lambda p: int(p.name.split(".")[1]))
@@ -264,9 +264,10 @@ def test_reader_names_file_and_record_on_truncation(tiny, tmp_path):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_byte_flips_always_detected(tmp_path_factory, data):
-    from aslfr.example import encode_example
-    from aslfr.reader import read_shard
-    from aslfr.tfrecords import CorruptRecordError, RecordWriter
+    from aslfr.format.example import encode_example
+    from aslfr.format.schema import read_shard
+    from aslfr.convert.shards import RecordWriter
+    from aslfr.format.tfrecord import CorruptRecordError
 
     path = tmp_path_factory.mktemp("flip") / "0.3.tfrec"
     w = RecordWriter(str(path))
@@ -281,16 +282,17 @@ def test_random_byte_flips_always_detected(tmp_path_factory, data):
         list(read_shard(path))
 
 
-_PHRASE = st.text(alphabet=st.sampled_from(sorted(__import__("aslfr").vocab.CHAR_TO_INDEX)), min_size=1, max_size=60)
+_PHRASE = st.text(alphabet=st.sampled_from(sorted(__import__("aslfr.format.vocab").format.vocab.CHAR_TO_INDEX)), min_size=1, max_size=60)
 
 
 @settings(max_examples=60, deadline=None)
 @given(phrase=_PHRASE, n=st.integers(1, 30), nan_rate=st.floats(0, 1), seed=st.integers(0, 2**32 - 1))
 def test_random_phrases_and_nan_patterns_round_trip(phrase, n, nan_rate, seed):
-    from aslfr.example import encode_example
-    from aslfr.reader import decode_record
-    from aslfr.record import make_record, wire_features
-    from aslfr.vocab import phrase_type
+    from aslfr.format.example import encode_example
+    from aslfr.format.schema import decode_record
+    from aslfr.format.schema import wire_features
+    from aslfr.source.records import make_record
+    from aslfr.format.vocab import phrase_type
 
     rng = np.random.default_rng(seed)
     frames = rng.normal(size=(n, 384)).astype(np.float32)
@@ -310,7 +312,7 @@ def test_help_and_cfg_do_not_import_torch(tmp_path, args):
                          text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     imported = {line.split("|")[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
-    assert "torch" not in imported and "pyarrow" not in imported and "aslfr.settings" in imported
+    assert "torch" not in imported and "pyarrow" not in imported and "aslfr.convert.settings" in imported
     assert "data_dir" in res.stdout
     assert list(tmp_path.iterdir()) == []
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aslfr.synthetic import SplitSpec, generate
+from aslfr.source.synthetic import SplitSpec, generate
 from compare import assert_same_records, records, tfrec_names
 from conftest import convert, run_reference
 

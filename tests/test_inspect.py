@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from aslfr.inspect import render, summarize
-from aslfr.reader import TFRecordShards
+from aslfr.data.summary import render, summarize
+from aslfr.data.datasets import TFRecordShards
 
 
 def test_summary_numbers(converted):

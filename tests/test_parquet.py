@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader
 
-from aslfr.parquet import ParquetSequences, group_rows, read_landmarks
-from aslfr.vocab import SELECTED_COLUMNS
+from aslfr.data.sequences import ParquetSequences
+from aslfr.source.landmarks import group_rows, read_landmarks
+from aslfr.format.vocab import SELECTED_COLUMNS
 
 
 def test_grouping_equals_reference_scan(small_data):

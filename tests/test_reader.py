@@ -9,9 +9,9 @@ import torch
 from torch.utils.data import DataLoader
 
 import aslfr
-from aslfr.reader import TFRecordIndexed, TFRecordShards, fold_files, fold_of
-from aslfr.stats import from_records
-from aslfr.transforms import FrameTransform, n_cols
+from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files, fold_of
+from aslfr.convert.stats import from_records
+from aslfr.data.transforms.frame import FrameTransform, n_cols
 
 
 def _same(a, b):
@@ -90,7 +90,7 @@ def test_statistics_equal_two_pass_numpy(converted):
         std = v.std() if v.std() >= 1e-6 else 1.0
         assert np.isclose(means[j], v.mean(), rtol=1e-5, atol=1e-7), j
         assert np.isclose(stds[j], std, rtol=1e-5, atol=1e-7), j
-    m2, s2 = from_records(d).means_stds()
+    m2, s2 = from_records(sorted(d.glob('*.tfrec'))).means_stds()
     assert np.allclose(m2, means, rtol=1e-6) and np.allclose(s2, stds, rtol=1e-6)
 
 

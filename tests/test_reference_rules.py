@@ -17,9 +17,10 @@ from conftest import NOTEBOOK, SHIM
 sys.path.insert(0, str(SHIM))
 import tensorflow as tf_shim  # noqa: E402  (the stand-in)
 
-from aslfr import metadata, vocab  # noqa: E402
-from aslfr.record import reference_bytes_feature  # noqa: E402
-from aslfr.shards import reference_order  # noqa: E402
+from aslfr.format import vocab  # noqa: E402
+from aslfr.source import metadata  # noqa: E402
+from aslfr.format.schema import reference_bytes_feature  # noqa: E402
+from aslfr.convert.shards import reference_order  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def test_sweep_union_equals_full_run(small_data, converted, tmp_path, launcher, 
 
 
 def test_shard_jobs_write_only_their_files(small_data, tmp_path):
-    from aslfr.metadata import load_metadata, parquet_files
+    from aslfr.source.metadata import load_metadata, parquet_files
 
     files = parquet_files(load_metadata(small_data, "train"))
     r = convert(small_data, tmp_path, "shard_index=1", "shard_count=2", "num_workers=0", finalize=False)

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import torch
 
-from aslfr.vocab import PAD
+from aslfr.format.vocab import PAD
 
 
 def pad_collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

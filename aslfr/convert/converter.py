@@ -4,6 +4,7 @@ the number of workers; the main process only collects receipts, shows progress a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -15,17 +16,19 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from aslfr import manifest, vocab
+from aslfr.convert import receipts
+from aslfr.convert.files import atomic_write_bytes, atomic_write_text
+from aslfr.convert.locks import locked, locked_all
+from aslfr.convert.procinfo import peak_rss_mb, process_age, rss_mb
+from aslfr.convert.settings import Settings
+from aslfr.convert.shards import ShardWriter, reference_order
+from aslfr.convert.stats import ColumnStats
 from aslfr.errors import InputError
-from aslfr.example import encode_example
-from aslfr.files import atomic_write_text
-from aslfr.metadata import load_metadata, parquet_files
-from aslfr.parquet import read_landmarks
-from aslfr.procinfo import peak_rss_mb, process_age, rss_mb
-from aslfr.record import METADATA_KEYS, make_record, wire_features
-from aslfr.shards import ShardWriter, reference_order
-from aslfr.settings import RECORDS_SUBDIR, Settings
-from aslfr.stats import ColumnStats
+from aslfr.format import layout, vocab
+from aslfr.format.schema import METADATA_KEYS, encode_record
+from aslfr.source.landmarks import parquet_identity, read_landmarks
+from aslfr.source.metadata import load_metadata, parquet_files
+from aslfr.source.records import make_record
 
 @dataclass
 class Plan:
@@ -38,6 +41,11 @@ class Plan:
     by_file: dict[str, list[int]] = field(default_factory=dict)  # CSV sequence ids per parquet path
     skipped: set[int] = field(default_factory=set)
     expected: dict[int, int] = field(default_factory=dict)  # records per fold in the CSV
+    inputs: list[str] = field(default_factory=list)  # per file: fingerprint of what shapes its shards
+
+    def numbers(self, i: int) -> list[int]:
+        """Shard numbers (units of work) of file i that this run writes."""
+        return [layout.shard_number(i, f, self.settings.folds) for f in self.settings.selected_folds]
 
 
 def plan(s: Settings) -> Plan:
@@ -49,7 +57,7 @@ def plan(s: Settings) -> Plan:
         if not s.skip_unknown_chars:
             sid, p = bad[0]
             chars = "".join(vocab.unknown_chars(p))
-            csv = Path(s.data_dir) / ("train.csv" if s.split == "train" else "supplemental_metadata.csv")
+            csv = layout.csv_path(s.data_dir, s.split)
             raise InputError(f"{csv}: sequence {sid}: phrase {p!r} has character(s) {chars!r} outside the "
                              f"character map ({len(bad)} such phrase(s); skip_unknown_chars=true skips them)")
         skipped = {sid for sid, _ in bad}
@@ -62,7 +70,17 @@ def plan(s: Settings) -> Plan:
     mine = [i for i in range(len(files)) if i % s.shard_count == s.shard_index]
     kept = df[~df.sequence_id.isin(skipped)]
     expected = {f: int((kept.fold == f).sum()) for f in s.selected_folds}
-    return Plan(s, files, mine, meta, by_file, skipped, expected)
+    rows = df[METADATA_KEYS + ["file_path"]]
+    inputs = [input_fingerprint(rows[rows.file_path == f], f) for f in files]
+    return Plan(s, files, mine, meta, by_file, skipped, expected, inputs)
+
+
+def input_fingerprint(rows, path: str) -> str:
+    """What shapes a file's shards besides the config: its CSV rows with the derived columns (fold,
+    phrase_dup and idx depend on the whole CSV) and the parquet file's identity (size + footer)."""
+    h = hashlib.sha256(rows.drop(columns="file_path").to_csv(index=False).encode())
+    h.update(parquet_identity(path).encode())
+    return h.hexdigest()[:16]
 
 
 class FileConversion(Dataset):
@@ -84,39 +102,50 @@ class FileConversion(Dataset):
             return {"error": f"{e.filename or self.p.files[i]}: {e.strerror or e} (while converting {self.p.files[i]})"}
 
 
-def _completed_receipts(p: Plan, i: int) -> dict[int, dict] | None:
-    """fold -> receipt if every selected fold of file i is complete and intact, else None."""
+def _completed(p: Plan, i: int) -> dict[int, dict]:
+    """fold -> receipt for the selected folds of file i whose shards are complete, intact and made
+    from the same config and inputs."""
     s = p.settings
-    receipts = {f: manifest.load_receipt(s.records_dir, i * s.folds + f) for f in s.selected_folds}
-    if all(manifest.receipt_holds(s.records_dir, r, s.output_config(), s.verify_resumed) for r in receipts.values()):
-        return receipts
-    return None
+    out = {}
+    for f in s.selected_folds:
+        r = receipts.load_receipt(s.records_dir, layout.shard_number(i, f, s.folds))
+        if receipts.receipt_holds(s.records_dir, r, s.output_config(), s.verify_resumed, p.inputs[i]):
+            out[f] = r
+    return out
 
 
 _RSS_AT_START: float | None = None  # per process: resident memory before its first file
 
 
 def convert_file(p: Plan, i: int) -> dict[str, Any]:
-    """Write the selected folds' shards of parquet file i; one receipt per shard written."""
+    """Write the selected folds' shards of parquet file i that are not complete already, holding
+    their unit locks; one receipt per shard written."""
+    s = p.settings
+    with locked_all(layout.lock_path(s.records_dir, n) for n in p.numbers(i)):
+        done = _completed(p, i) if s.resume else {}
+        summary = {"pid": os.getpid(), "file_index": i, "records": {f: 0 for f in s.selected_folds},
+                   "shards": [], "resumed": len(done), "missing": 0}
+        for f, r in done.items():
+            summary["records"][f] = r["shard"]["records"] if r["shard"] else 0
+            summary["missing"] += r.get("missing", 0)
+        todo = [f for f in s.selected_folds if f not in done]
+        if todo:
+            _write_file(p, i, todo, summary)
+    return summary
+
+
+def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> None:
     global _RSS_AT_START
     if _RSS_AT_START is None:
         _RSS_AT_START = rss_mb()
+    summary["rss_start"] = _RSS_AT_START
     s = p.settings
     path = p.files[i]
-    summary = {"pid": os.getpid(), "rss_start": _RSS_AT_START, "file_index": i,
-               "records": {f: 0 for f in s.selected_folds}, "shards": [], "resumed": False, "missing": 0}
-    receipts = _completed_receipts(p, i) if s.resume else None
-    if receipts is not None:
-        for f, r in receipts.items():
-            summary["records"][f] = r["shard"]["records"] if r["shard"] else 0
-            summary["missing"] += r.get("missing", 0)
-        summary["resumed"] = True
-        return summary
     t0 = time.perf_counter()
     lm = read_landmarks(path, reuse_buffer=True)
     if len(lm) == 0:
         raise InputError(f"{path}: empty parquet file (no frames)")
-    groups: dict[int, list[int]] = {f: [] for f in s.selected_folds}
+    groups: dict[int, list[int]] = {f: [] for f in todo}
     present = set()
     for k, sid in enumerate(lm.sequence_ids.tolist()):
         row = p.meta.get(sid)
@@ -127,7 +156,7 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
         present.add(sid)
         if row["fold"] in groups:
             groups[row["fold"]].append(k)
-    missing: dict[int, list[int]] = {f: [] for f in s.selected_folds}
+    missing: dict[int, list[int]] = {f: [] for f in todo}
     for sid in p.by_file.get(path, []):
         if sid not in present and p.meta[sid]["fold"] in missing:
             missing[p.meta[sid]["fold"]].append(sid)
@@ -137,7 +166,7 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
     source = str(Path(path).relative_to(s.data_dir)) if Path(path).is_relative_to(s.data_dir) else path
     cfg = s.output_config()
     for f, ks in groups.items():
-        number = i * s.folds + f
+        number = layout.shard_number(i, f, s.folds)
         stats = ColumnStats()
         with ShardWriter(s.records_dir, number, s.index_files) as w:
             for pos in reference_order(len(ks), s.shuffle_buffer, s.shuffle_seed):
@@ -147,10 +176,10 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
                 zeroed = np.where(nan, np.float32(0), frames)  # shared by frame_mean and the statistics
                 rec = make_record(p.meta[int(lm.sequence_ids[k])], frames, s.weight, s.eos_always, zeroed)
                 stats.add_zeroed(zeroed, nan)
-                w.write(encode_example(wire_features(rec)))
+                w.write(encode_record(rec))
         shard = w.info.to_dict() if w.info else None
-        manifest.write_receipt(s.records_dir, number, {
-            "config": cfg, "file_index": i, "fold": f, "source": source, "shard": shard,
+        receipts.write_receipt(s.records_dir, number, {
+            "config": cfg, "inputs": p.inputs[i], "file_index": i, "fold": f, "source": source, "shard": shard,
             "missing": len(missing[f]), "stats": stats.to_dict()})
         summary["records"][f] = len(ks)
         summary["missing"] += len(missing[f])
@@ -159,7 +188,6 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
     del lm
     summary["peak_rss"] = peak_rss_mb()
     summary["seconds"] = time.perf_counter() - t0
-    return summary
 
 
 def _start_method(s: Settings) -> str | None:
@@ -183,20 +211,18 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     """Convert one split (or this job's part of it); return the summary printed at the end."""
     from tqdm import tqdm
 
-    from aslfr.files import atomic_write_bytes
-
     s.check()
     t0 = time.perf_counter()
     p = plan(s)
     s.records_dir.mkdir(parents=True, exist_ok=True)
-    args = Path(s.out_dir) / "inference_args.json"
+    args = Path(s.out_dir) / layout.INFERENCE_ARGS
     if not args.exists() or args.read_bytes() != inference_args_bytes():
         atomic_write_bytes(args, inference_args_bytes())
     loader = DataLoader(FileConversion(p), batch_size=None, shuffle=False, num_workers=s.num_workers,
                         collate_fn=_identity, multiprocessing_context=_start_method(s) if s.num_workers else None,
                         prefetch_factor=1 if s.num_workers else None)
     per_fold = {f: 0 for f in s.selected_folds}
-    shards, resumed, missing = [], 0, 0
+    shards, resumed, files_resumed, missing = [], 0, 0, 0
     workers: dict[int, tuple[float, float]] = {}  # pid -> (rss at start, peak rss)
     file_seconds: list[float] = []
     startup = process_age()
@@ -214,6 +240,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
                 workers[summary["pid"]] = (summary["rss_start"], summary["peak_rss"])
                 file_seconds.append(round(summary["seconds"], 3))
             resumed += summary["resumed"]
+            files_resumed += summary["resumed"] == len(s.selected_folds)
             missing += summary["missing"]
             files_bar.update(1)
     result = {
@@ -221,7 +248,8 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
         "records_dir": str(s.records_dir),
         "records_per_fold": per_fold,
         "files": len(p.file_numbers),
-        "files_resumed": resumed,
+        "files_resumed": files_resumed,
+        "shards_resumed": resumed,
         "shards_written": len(shards),
         "skipped_unknown_chars": len(p.skipped),
         "missing_in_parquet": missing,
@@ -234,25 +262,40 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
         "finalized": False,
     }
     if finalize:
-        numbers = [i * s.folds + f for i in range(len(p.files)) for f in range(s.folds)]
-        result["finalized"] = manifest.finalize(s.records_dir, numbers, s.output_config()) is not None
+        result["finalized"] = finalize_split(p) is not None
     if s.report:
         atomic_write_text(s.report, json.dumps(result, indent=1))
     return result
 
 
-def format_summary(r: dict[str, Any]) -> str:
+def finalize_split(p: Plan) -> dict[str, Any] | None:
+    """Write the manifest and statistics if every unit of the split is complete for this config and
+    these inputs; holds the run-wide lock and every unit lock, so no unit is being written meanwhile."""
+    s = p.settings
+    numbers = [layout.shard_number(i, f, s.folds) for i in range(len(p.files)) for f in range(s.folds)]
+    with locked(layout.lock_path(s.records_dir)), locked_all(layout.lock_path(s.records_dir, n) for n in numbers):
+        for n in numbers:
+            r = receipts.load_receipt(s.records_dir, n)
+            if not receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[n // s.folds]):
+                return None
+        return receipts.finalize(s.records_dir, numbers, s.output_config())
+
+
+def format_summary(r: dict[str, Any], in_sweep: bool = False) -> str:
     folds = ", ".join(f"fold {f}: {n}" for f, n in r["records_per_fold"].items())
-    lines = [f"{r['split']}: {sum(r['records_per_fold'].values())} records ({folds}) in {r['shards_written']} shard(s) "
-             f"from {r['files']} parquet file(s) in {r['seconds']:.1f} s -> {r['records_dir']}"]
-    if r["files_resumed"]:
-        lines.append(f"  {r['files_resumed']} file(s) already complete (resumed)")
+    lines = [f"{r['split']}: {sum(r['records_per_fold'].values())} records ({folds}) from {r['files']} parquet "
+             f"file(s) in {r['seconds']:.1f} s -> {r['records_dir']}",
+             f"  {r['shards_written']} shard(s) written"
+             + (f", {r['shards_resumed']} already complete (resumed): config and inputs unchanged, "
+                f"{r['files_resumed']} file(s) not read" if r["shards_resumed"] else "")]
     if r["missing_in_parquet"]:
         lines.append(f"  {r['missing_in_parquet']} CSV sequence(s) not found in their parquet file (skipped)")
     if r["skipped_unknown_chars"]:
         lines.append(f"  {r['skipped_unknown_chars']} sequence(s) skipped for characters outside the map")
-    lines.append("  manifest.json, means.npy, stds.npy written" if r["finalized"]
-                 else "  other folds/parts pending: run `python -m aslfr.merge out_dir=...` when all jobs are done")
+    if r["finalized"]:
+        lines.append("  manifest.json, means.npy, stds.npy written")
+    elif not in_sweep:
+        lines.append("  other folds/parts pending: run `python -m aslfr.merge out_dir=...` when all jobs are done")
     return "\n".join(lines)
 
 

@@ -1,10 +1,12 @@
 """What a run wrote, kept so that runs can resume and trees can be verified.
 
 Each unit of work (one parquet file × one fold, shard number `file_index*folds+fold`) leaves a
-receipt `.aslfr/{number}.json` beside the shards once its shard is in place. When every unit of a
-split has a receipt, `finalize` writes `manifest.json` (per shard: records, bytes, CRC32C, plus the
-config that made them) and `means.npy` / `stds.npy`. Receipts are per unit, so parallel jobs never
-write the same file, and their union is the same whatever the split of work."""
+receipt `.aslfr/{number}.json` beside the shards once its shard is in place, naming the config
+(schema fingerprint included) and the inputs (CSV rows, folds, parquet identity) that made it. When
+every unit of a split has a receipt, `finalize` writes `manifest.json` (per shard: records, bytes,
+CRC32C, its index's size and CRC32C, plus the config) and `means.npy` / `stds.npy`. Receipts are per
+unit, so parallel jobs never write the same file, and their union is the same whatever the split of
+work. Readers read the manifest through `aslfr.format.manifest`."""
 
 from __future__ import annotations
 
@@ -12,17 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import crc32c
-
-from aslfr.files import atomic_write_text
-from aslfr.stats import ColumnStats, save
-
-RECEIPTS = ".aslfr"
-MANIFEST = "manifest.json"
-
-
-def receipt_path(records_dir: str | Path, number: int) -> Path:
-    return Path(records_dir) / RECEIPTS / f"{number}.json"
+from aslfr.convert.files import atomic_write_text
+from aslfr.convert.stats import ColumnStats, save
+from aslfr.format import layout
+from aslfr.format.layout import receipt_path
+from aslfr.format.tfrecord import file_crc32c
 
 
 def write_receipt(records_dir: str | Path, number: int, receipt: dict[str, Any]) -> None:
@@ -36,18 +32,13 @@ def load_receipt(records_dir: str | Path, number: int) -> dict[str, Any] | None:
         return None
 
 
-def file_crc32c(path: str | Path) -> str:
-    value = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            value = crc32c.crc32c(chunk, value)
-    return f"{value:08x}"
-
-
 def receipt_holds(records_dir: str | Path, receipt: dict[str, Any] | None, config: dict[str, Any],
-                  check_crc: bool = True) -> bool:
-    """True if a receipt was made with this config and its shard is on disk, intact."""
+                  check_crc: bool = True, inputs: str | None = None) -> bool:
+    """True if a receipt was made with this config (and, when given, these inputs) and its shard is
+    on disk, intact."""
     if not receipt or receipt.get("config") != config:
+        return False
+    if inputs is not None and receipt.get("inputs") != inputs:
         return False
     shard = receipt.get("shard")
     if shard is None:
@@ -64,13 +55,13 @@ def receipt_holds(records_dir: str | Path, receipt: dict[str, Any] | None, confi
 def _remove_unlisted(records_dir: Path, listed: set[str], numbers: set[int]) -> None:
     """Delete shards (and their indexes and receipts) left by an earlier run with another layout
     (e.g. more files or folds), so that `glob('*.tfrec')` finds exactly the manifest's shards."""
-    from aslfr.shards import index_name, parse_shard_name
+    from aslfr.format.layout import index_name, parse_shard_name
 
     for path in records_dir.glob("*.tfrec"):
         if parse_shard_name(path.name) and path.name not in listed:
             path.unlink(missing_ok=True)
             (records_dir / index_name(path.name)).unlink(missing_ok=True)
-    for path in (records_dir / RECEIPTS).glob("*.json"):
+    for path in (records_dir / layout.RECEIPTS).glob("*.json"):
         if path.stem.isdigit() and int(path.stem) not in numbers:
             path.unlink(missing_ok=True)
 
@@ -89,7 +80,8 @@ def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]
     for r in receipts:
         stats = stats.merge(ColumnStats.from_dict(r["stats"]))
         if r["shard"] is not None:
-            shards.append({**r["shard"], "file_index": r["file_index"], "fold": r["fold"], "source": r["source"]})
+            shards.append({**r["shard"], "file_index": r["file_index"], "fold": r["fold"], "source": r["source"],
+                           "inputs": r.get("inputs")})
     manifest = {
         "version": 1,
         "config": config,
@@ -99,8 +91,9 @@ def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]
         "shards": shards,
     }
     save(stats, records_dir)
-    for stale in Path(records_dir).glob(".*.tmp"):  # left by killed runs; every unit is complete now
+    # left by killed runs; every unit is complete and the caller holds every unit's lock
+    for stale in [*Path(records_dir).glob(".*.tmp"), *(Path(records_dir) / layout.RECEIPTS).glob(".*.tmp")]:
         stale.unlink(missing_ok=True)
     _remove_unlisted(Path(records_dir), {s["name"] for s in shards}, set(numbers))
-    atomic_write_text(Path(records_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(Path(records_dir) / layout.MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest

@@ -1,35 +1,43 @@
-"""Shard files: the reference's names and record order, written so that a shard appears under its
-final name only when complete (temporary file beside it, then rename), with its index file."""
+"""Writing shards: the reference's record order, TFRecord framing through the `tfrecord` package, and
+files that appear under their final name only when complete (temporary file, fsync, rename), with
+their index file."""
 
 from __future__ import annotations
 
 import os
-import re
+import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import crc32c
 import numpy as np
+from tfrecord.writer import TFRecordWriter
 
-from aslfr.tfrecords import RecordWriter, write_index
+from aslfr.format.layout import index_name, shard_name, temporary_name
+from aslfr.format.tfrecord import index_bytes
 
-SHARD_RE = re.compile(r"^(\d+)\.(\d+)\.tfrec$")
-
-
-def shard_name(number: int, count: int) -> str:
-    """`{file_index*folds+fold}.{count}.tfrec`, as the reference renames its files."""
-    return f"{number}.{count}.tfrec"
+_HEADER = struct.Struct("<Q")
 
 
-def index_name(shard: str) -> str:
-    """The index file beside a shard; `*.tfindex` so that `glob('*.tfrec')` never matches it."""
-    return shard[: -len(".tfrec")] + ".tfindex"
+class RecordWriter(TFRecordWriter):
+    """`tfrecord.TFRecordWriter` that takes serialized records, and remembers each record's
+    (offset, framed size) for the index file and a running CRC32C of the whole file."""
 
+    def __init__(self, data_path: str) -> None:
+        super().__init__(data_path)
+        self.offsets: list[tuple[int, int]] = []
+        self.size = 0
+        self.file_crc = 0
 
-def parse_shard_name(name: str) -> tuple[int, int] | None:
-    """(number, count) of a shard file name, or None."""
-    m = SHARD_RE.match(name)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
+    def write_serialized(self, record: bytes) -> None:
+        length_bytes = _HEADER.pack(len(record))
+        head, tail = length_bytes + self.masked_crc(length_bytes), self.masked_crc(record)
+        for part in (head, record, tail):
+            self.file.write(part)
+            self.file_crc = crc32c.crc32c(part, self.file_crc)
+        framed = len(record) + 16
+        self.offsets.append((self.size, framed))
+        self.size += framed
 
 def reference_order(n: int, buffer_size: int, seed: int) -> list[int]:
     """The order in which the reference's TfrecordsWriter(buffer_size, shuffle=True, seed) emits
@@ -60,6 +68,8 @@ class ShardInfo:
     records: int
     bytes: int
     crc32c: str
+    index_bytes: int | None = None
+    index_crc32c: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +94,7 @@ class ShardWriter:
         self.directory = Path(directory)
         self.number = number
         self.index_file = index_file
-        self.tmp = self.directory / f".{number}.{os.getpid()}.tmp"
+        self.tmp = self.directory / temporary_name(str(number), os.getpid())
         self._writer: RecordWriter | None = None
         self.info: ShardInfo | None = None
 
@@ -110,11 +120,14 @@ class ShardWriter:
                 return
             name = shard_name(self.number, count)
             if self.index_file:
+                index = index_bytes(w.offsets)
                 tmp_index = self.tmp.with_suffix(".idx.tmp")
-                write_index(tmp_index, w.offsets)
+                tmp_index.write_bytes(index)  # not fsynced: readers validate it, the manifest has its CRC
                 os.replace(tmp_index, self.directory / index_name(name))
+                self.info = ShardInfo(name, count, w.size, f"{w.file_crc:08x}", len(index), f"{crc32c.crc32c(index):08x}")
+            else:
+                self.info = ShardInfo(name, count, w.size, f"{w.file_crc:08x}")
             os.replace(self.tmp, self.directory / name)
-            self.info = ShardInfo(name, count, w.size, f"{w.file_crc:08x}")
         finally:
             if not w.file.closed:
                 w.close()

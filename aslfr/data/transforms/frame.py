@@ -10,7 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aslfr.vocab import N_COLS
+from aslfr.format.layout import MEANS, STDS
+from aslfr.format.vocab import N_COLS
 
 
 def n_cols(concat_frames: bool = True, add_pos: bool = True, use_z: bool = True, norm_frames: bool = True) -> int:
@@ -26,7 +27,11 @@ def n_cols(concat_frames: bool = True, add_pos: bool = True, use_z: bool = True,
 def load_stats(records_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """means.npy and stds.npy written beside the train records."""
     d = Path(records_dir)
-    return np.load(d / "means.npy"), np.load(d / "stds.npy")
+    missing = [n for n in (MEANS, STDS) if not (d / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{d}: no {missing[0]} (written when a conversion finishes; "
+                                "`python -m aslfr.stats` recomputes it)")
+    return np.load(d / MEANS), np.load(d / STDS)
 
 
 class FrameTransform:

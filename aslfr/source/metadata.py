@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 
 from aslfr.errors import InputError
-from aslfr.vocab import phrase_type
+from aslfr.format.layout import csv_path
+from aslfr.format.vocab import phrase_type
 
 CSV_COLUMNS = ["path", "file_id", "sequence_id", "participant_id", "phrase"]
-#: The CSV file for each split name (the Hydra `split` group).
-CSV_NAMES = {"train": "train.csv", "supplemental": "supplemental_metadata.csv"}
 
 
 def read_csv(csv_path: str | Path) -> pd.DataFrame:
@@ -82,7 +81,7 @@ def load_metadata(data_dir: str | Path, split: str, folds: int = 4, fold_seed: i
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: data directory not found")
-    df = read_csv(data_dir / CSV_NAMES[split])
+    df = read_csv(csv_path(data_dir, split))
     df["phrase_len"] = df["phrase"].str.len().astype(np.int64)
     df["phrase_type"] = [phrase_type(p) for p in df["phrase"]]
     df["file_path"] = [str(data_dir / p) for p in df["path"]]

@@ -1,19 +1,17 @@
 """Landmark parquet files as sequences: one read per file, grouped like the reference's
 `for seq_id in df.index.unique(): df[df.index == seq_id]` (first-appearance order, all rows of an
-id in file order, contiguous or not) without its quadratic scan, and a torch Dataset over them."""
+id in file order, contiguous or not) without its quadratic scan."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from aslfr.errors import InputError
-from aslfr.vocab import SELECTED_COLUMNS
+from aslfr.format.vocab import SELECTED_COLUMNS
 
 #: Columns decoded per pyarrow call: bounds the transient copy to a fraction of one file.
 _COLUMN_CHUNK = 8
@@ -90,9 +88,6 @@ class Landmarks:
         block = self.data[:, a:b] if self._rows is None else self.data[:, self._rows[a:b]]
         return np.ascontiguousarray(block.T)
 
-    def n_frames(self, k: int) -> int:
-        return int(self._bounds[k + 1] - self._bounds[k])
-
 
 def group_rows(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(unique ids in first-appearance order, group bounds, row order or None if contiguous)."""
@@ -149,50 +144,20 @@ def read_landmarks(path: str, columns: Sequence[str] = SELECTED_COLUMNS, reuse_b
     return Landmarks(str(path), data, seq_ids, bounds, rows)
 
 
-@lru_cache(maxsize=1)
-def _cached_landmarks(path: str) -> Landmarks:
-    return read_landmarks(path)
+def parquet_identity(path: str) -> str:
+    """A cheap identity of a parquet file: its size and a hash of its footer (schema, row groups,
+    column chunk offsets and statistics), without reading the data pages."""
+    import hashlib
+    import os
 
-
-class ParquetSequences(Dataset):
-    """A map-style torch Dataset: one item per sequence of a split, all 19 record features with
-    frames float32 [n_frames, 384], in the converter's pre-shuffle order (parquet files in CSV
-    order, sequences in first-appearance order). Reads a file once and keeps the last one, so
-    iterate in order (or per file) for speed.
-
-        ds = ParquetSequences("data/", split="train")
-        item = ds[0]; item["frames"].shape  # torch.Size([n_frames, 384])
-    """
-
-    def __init__(self, data_dir: str | Path, split: str = "train", folds: int = 4, fold_seed: int = 1229,
-                 sup_weight: float = 0.1, eos_always: bool = False, metadata=None):
-        from aslfr.metadata import load_metadata, parquet_files
-
-        self.metadata = metadata if metadata is not None else load_metadata(data_dir, split, folds, fold_seed)
-        self.weight = 1.0 if split == "train" else sup_weight
-        self.eos_always = eos_always
-        self.files = parquet_files(self.metadata)
-        rows = self.metadata.set_index("sequence_id", drop=False)
-        self._meta = {sid: rows.loc[sid] for sid in rows.index}
-        self.index: list[tuple[int, int, int]] = []  # (file position, group k, sequence_id)
-        for i, f in enumerate(self.files):
-            for k, sid in enumerate(read_sequence_ids(f).tolist()):
-                if sid not in self._meta:
-                    raise InputError(f"{f}: sequence {sid}: in the parquet file but not in the CSV")
-                self.index.append((i, k, sid))
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def record(self, i: int) -> dict[str, Any]:
-        """Item i as numpy/python values (what the converter encodes)."""
-        from aslfr.record import make_record
-
-        f, k, sid = self.index[i]
-        lm = _cached_landmarks(self.files[f])
-        return make_record(self._meta[sid], lm.frames(k), self.weight, self.eos_always)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        from aslfr.record import to_torch
-
-        return to_torch(self.record(i))
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            f.seek(max(size - 8, 0))
+            tail = f.read(8)
+            footer_len = int.from_bytes(tail[:4], "little") if len(tail) == 8 and tail[4:] == b"PAR1" else 0
+            f.seek(max(size - 8 - footer_len, 0))
+            footer = f.read(footer_len + 8)
+    except OSError:
+        return "absent"
+    return f"{size}:{hashlib.sha256(footer).hexdigest()[:16]}"

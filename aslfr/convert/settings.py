@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from aslfr.errors import InputError
-
-#: Folder under `{out_dir}/tfrecords/` for each split, as the reference names them.
-RECORDS_SUBDIR = {"train": "train", "supplemental": "sup"}
+from aslfr.format import layout
+from aslfr.format.schema import schema_fingerprint
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,11 @@ class Settings:
 
     @property
     def records_dir(self) -> Path:
-        return Path(self.out_dir) / "tfrecords" / RECORDS_SUBDIR[self.split]
+        return layout.records_dir(self.out_dir, self.split)
 
     @property
     def weight(self) -> float:
-        return 1.0 if self.split == "train" else self.sup_weight
+        return layout.split_weight(self.split, self.sup_weight)
 
     @property
     def selected_folds(self) -> tuple[int, ...]:
@@ -55,11 +54,12 @@ class Settings:
         keys = ("split", "folds", "fold_seed", "shuffle_buffer", "shuffle_seed", "eos_always", "index_files")
         cfg = {k: getattr(self, k) for k in keys}
         cfg["weight"] = self.weight
+        cfg["schema"] = schema_fingerprint()
         return cfg
 
     def check(self) -> None:
-        if self.split not in RECORDS_SUBDIR:
-            raise InputError(f"split must be one of {', '.join(RECORDS_SUBDIR)}, got {self.split!r}")
+        if self.split not in layout.SPLITS:
+            raise InputError(f"split must be one of {', '.join(layout.SPLITS)}, got {self.split!r}")
         if self.folds < 2:
             raise InputError(f"folds must be >= 2, got {self.folds}")
         bad = [f for f in self.selected_folds if not 0 <= f < self.folds]

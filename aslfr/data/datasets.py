@@ -2,8 +2,9 @@
 
 `TFRecordShards` streams records (IterableDataset) split exactly once across DataLoader workers and
 torch.distributed ranks; `TFRecordIndexed` gives len() and random access through the index files;
-`fold_files` picks train/valid shards as the reference training code does. Every record is checked
-against both CRCs by default and decoded with `SCHEMA` into torch values."""
+`fold_files` picks train/valid shards as the reference training code does. Readers take the shard
+list and the fold count from each folder's `manifest.json` and validate index files before use;
+every record is checked against both CRCs by default and decoded with `SCHEMA` into torch values."""
 
 from __future__ import annotations
 
@@ -15,97 +16,62 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from aslfr.example import DecodeError, decode_example
-from aslfr.record import SCHEMA, to_torch
-from aslfr.shards import index_name, parse_shard_name
-from aslfr.tfrecords import CorruptRecordError, read_index, read_records
+from aslfr.data.tensors import to_torch
+from aslfr.format import layout
+from aslfr.format.manifest import ManifestError, checked_index, manifest_folds, resolve_shards
+from aslfr.format.schema import decode_record, read_shard
+from aslfr.format.tfrecord import count_records, read_records
 
 
-def decode_record(data: bytes, where: str = "record") -> dict[str, Any]:
-    """One serialized Example -> {name: value} with numpy/python values (frames [n_frames, 384])."""
-    try:
-        wire = decode_example(data)
-    except DecodeError as e:
-        raise CorruptRecordError(f"{where}: not a valid tf.train.Example ({e})") from None
-    out: dict[str, Any] = {}
-    for name, feat in SCHEMA.items():
-        if name not in wire:
-            raise CorruptRecordError(f"{where}: feature {name!r} missing")
-        kind, values = wire[name]
-        if feat.kind == "byte":
-            out[name] = _text(kind, values)
-        elif kind != feat.kind:
-            raise CorruptRecordError(f"{where}: feature {name!r} is {kind}, expected {feat.kind}")
-        elif name == "frames":  # a view into the record's (writable) buffer
-            out[name] = values.reshape(feat.shape)
-        elif feat.shape:
-            if len(values) != feat.shape[0]:
-                raise CorruptRecordError(f"{where}: feature {name!r} has {len(values)} values, expected {feat.shape[0]}")
-            out[name] = np.asarray(values, dtype=np.int64 if kind == "int" else np.float32)
-        else:
-            if len(values) != 1:
-                raise CorruptRecordError(f"{where}: feature {name!r} has {len(values)} values, expected 1")
-            out[name] = int(values[0]) if kind == "int" else float(values[0])
-    return out
+def shard_files(paths: str | Path | Iterable[str | Path], allow_partial: bool = False) -> list[Path]:
+    """The shard files of one or more records folders (as their manifests list them) or files."""
+    return resolve_shards(paths, allow_partial)
 
 
-def _text(kind: str, values: list) -> str:
-    """A bytes feature as str; the reference's ()-list quirk is shown as "(a,b)"."""
-    if kind == "byte" and len(values) == 1:
-        return values[0].decode()
-    parts = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
-    return "(" + ",".join(parts) + ")"
+def _fold_count(records_dir: Path, folds: int | None) -> int:
+    """The fold count from the folder's manifest; an explicit `folds` only where there is none."""
+    recorded = manifest_folds(records_dir) if records_dir.is_dir() else None
+    if recorded is None:
+        if folds is None:
+            raise ManifestError(f"{records_dir}: no manifest.json to take the fold count from; pass folds=")
+        return folds
+    if folds is not None and folds != recorded:
+        raise ManifestError(f"{records_dir}: folds={folds} given, but its manifest.json says the records were "
+                            f"written with {recorded} folds")
+    return recorded
 
 
-def read_shard(path: str | Path, verify: bool = True) -> Iterator[dict[str, Any]]:
-    """Every record of one shard, decoded to numpy/python values."""
-    for n, data in enumerate(read_records(path, verify)):
-        yield decode_record(data, f"{path}: record {n}")
+def fold_of(path: str | Path, folds: int | None = None) -> int:
+    """A shard's fold: its number modulo the fold count its folder's manifest records
+    (`{file_index*folds+fold}.{count}.tfrec`)."""
+    path = Path(path)
+    parsed = layout.parse_shard_name(path.name)
+    if parsed is None:
+        raise ManifestError(f"{path}: not a shard name ({{file_index*folds+fold}}.{{count}}.tfrec)")
+    return layout.fold_of_number(parsed[0], _fold_count(path.parent, folds))
 
 
-def shard_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
-    """The `*.tfrec` files of one or more directories (or files), sorted by shard number."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    out: list[Path] = []
-    for p in map(Path, paths):
-        out += sorted(p.glob("*.tfrec"), key=_number) if p.is_dir() else [p]
-    return out
-
-
-def _number(p: Path) -> int:
-    parsed = parse_shard_name(p.name)
-    return parsed[0] if parsed else -1
-
-
-def fold_of(path: str | Path, folds: int = 4) -> int:
-    """A shard's fold: its number modulo the fold count (`{file_index*folds+fold}.{count}.tfrec`)."""
-    return _number(Path(path)) % folds
-
-
-def fold_files(records_dir: str | Path, valid_fold: int = 0, folds: int = 4, online: bool = False,
-               sup_dir: str | Path | None = None) -> tuple[list[Path], list[Path]]:
+def fold_files(records_dir: str | Path, valid_fold: int = 0, folds: int | None = None, online: bool = False,
+               sup_dir: str | Path | None = None, allow_partial: bool = False) -> tuple[list[Path], list[Path]]:
     """(train files, valid files) as the reference training picks them: train = folds != valid_fold
     (all folds when `online`), valid = fold == valid_fold; supplemental shards (all folds) go to
-    training only."""
-    files = shard_files(records_dir)
-    valid = [f for f in files if fold_of(f, folds) == valid_fold]
-    train = list(files) if online else [f for f in files if fold_of(f, folds) != valid_fold]
+    training only. The fold count comes from the manifest (`folds` is for folders without one)."""
+    records_dir = Path(records_dir)
+    files = shard_files(records_dir, allow_partial)
+    n = _fold_count(records_dir, folds)
+    if not 0 <= valid_fold < n:
+        raise ValueError(f"valid_fold must be in 0..{n - 1} ({records_dir} has {n} folds), got {valid_fold}")
+    of = {f: layout.fold_of_number(layout.shard_sort_key(f), n) for f in files}
+    valid = [f for f in files if of[f] == valid_fold]
+    train = list(files) if online else [f for f in files if of[f] != valid_fold]
     if sup_dir is not None:
-        train += shard_files(sup_dir)
+        train += shard_files(sup_dir, allow_partial)
     return train, valid
 
 
 def _record_count(path: Path) -> int:
-    parsed = parse_shard_name(path.name)
-    if parsed:
-        return parsed[1]
-    return sum(1 for _ in read_records(path, verify=False))
-
-
-def _offsets(path: Path) -> list[tuple[int, int]] | None:
-    idx = path.with_name(index_name(path.name))
-    return read_index(idx) if idx.is_file() else None
+    parsed = layout.parse_shard_name(path.name)
+    return parsed[1] if parsed else count_records(path)
 
 
 def distributed_rank() -> tuple[int, int] | None:
@@ -144,8 +110,9 @@ class TFRecordShards(IterableDataset):
 
     def __init__(self, paths: str | Path | Sequence[str | Path], shuffle: bool = False, seed: int = 0,
                  shuffle_buffer: int = 256, verify: bool = True, transform: Callable | None = None,
-                 torch_values: bool = True, rank: int | None = None, world_size: int | None = None):
-        self.files = shard_files(paths)
+                 torch_values: bool = True, rank: int | None = None, world_size: int | None = None,
+                 allow_partial: bool = False):
+        self.files = shard_files(paths, allow_partial)
         if rank is None or world_size is None:
             rank, world_size = distributed_rank() or (None, None)
         self.rank, self.world_size = rank, world_size
@@ -180,10 +147,10 @@ class TFRecordShards(IterableDataset):
         if a == 0 and b == self.counts[i]:
             start, end = 0, None
         else:
-            offsets = _offsets(path)
+            offsets = checked_index(path, self.counts[i])
             if offsets is None:
                 raise FileNotFoundError(f"{path}: index file needed to split this file across readers "
-                                        f"({index_name(path.name)})")
+                                        f"({layout.index_name(path.name)}; convert with index_files=true)")
             start = offsets[a][0]
             end = offsets[b][0] if b < len(offsets) else None
         for n, data in enumerate(read_records(path, self.verify, start, end, first_record=a), start=a):
@@ -216,26 +183,27 @@ class TFRecordIndexed(Dataset):
     """Map-style access to shard records through their `.tfindex` files: len() and [i]."""
 
     def __init__(self, paths: str | Path | Sequence[str | Path], verify: bool = True,
-                 transform: Callable | None = None, torch_values: bool = True):
-        self.files = shard_files(paths)
+                 transform: Callable | None = None, torch_values: bool = True, allow_partial: bool = False):
+        self.files = shard_files(paths, allow_partial)
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
-        self._where: list[tuple[int, int, int]] = []  # (file, offset, framed size)
+        self._where: list[tuple[int, int, int, int]] = []  # (file, record in file, offset, framed size)
         for fi, path in enumerate(self.files):
-            offsets = _offsets(path)
+            offsets = checked_index(path, _record_count(path))
             if offsets is None:
-                raise FileNotFoundError(f"{path}: no index file {index_name(path.name)} (convert with index_files=true)")
-            self._where += [(fi, o, n) for o, n in offsets]
+                raise FileNotFoundError(f"{path}: no index file {layout.index_name(path.name)} "
+                                        "(convert with index_files=true)")
+            self._where += [(fi, k, o, n) for k, (o, n) in enumerate(offsets)]
 
     def __len__(self) -> int:
         return len(self._where)
 
     def __getitem__(self, i: int) -> Any:
-        fi, offset, size = self._where[i]
+        fi, k, offset, size = self._where[i]
         path = self.files[fi]
-        data = next(read_records(path, self.verify, offset, offset + size, first_record=i))
-        rec = decode_record(data, f"{path}: record at byte {offset}")
+        data = next(read_records(path, self.verify, offset, offset + size, first_record=k))
+        rec = decode_record(data, f"{path}: record {k} at byte {offset}")
         item = to_torch(rec) if self.torch_values else rec
         return self.transform(item) if self.transform else item
 
 
-__all__ = ["TFRecordShards", "TFRecordIndexed", "fold_files", "fold_of", "read_shard", "decode_record", "shard_files"]
+__all__ = ["TFRecordShards", "TFRecordIndexed", "fold_files", "fold_of", "read_shard", "shard_files", "distributed_rank"]

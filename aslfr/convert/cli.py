@@ -1,33 +1,31 @@
 """`python -m aslfr.convert [key=value ...]`: competition parquet -> fold-sharded TFRecords.
 
-A thin Hydra entry point (config in `conf/convert.yaml`); the work is in `aslfr.pipeline`, imported
-only once the config is checked, so `--help`, `--cfg job` and config errors return fast."""
+A thin Hydra app over `conf/convert.yaml`; the work is in `aslfr.convert.converter`, imported only
+once the config is checked, so `--help`, `--cfg job` and config errors return fast."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from aslfr.cli import CONFIG_DIR, fail, one_line_errors
+from aslfr.convert.settings import Settings
 from aslfr.errors import InputError
-from aslfr.settings import Settings
-
-_HERE = Path(__file__).resolve().parent
-# wheels ship conf/ inside the package; source and editable checkouts keep it at the repo root
-CONFIG_DIR = str(_HERE / "conf" if (_HERE / "conf").is_dir() else _HERE.parent / "conf")
 
 
 def settings_from_config(cfg: DictConfig) -> Settings:
     """Plain, checked Settings from a composed config; raises InputError for bad values."""
     fold = cfg.get("fold")
-    if isinstance(fold, (ListConfig, list, tuple)):
-        fold = tuple(int(f) for f in fold)
-    elif fold is not None:
-        fold = (int(fold),)
+    try:
+        if isinstance(fold, (ListConfig, list, tuple)):
+            fold = tuple(int(f) for f in fold)
+        elif fold is not None:
+            fold = (int(fold),)
+    except ValueError:
+        raise InputError(f"fold must be an integer or a list of integers, got {fold!r}") from None
     values = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     values["split"] = cfg.split.name
     values["fold"] = fold
@@ -42,15 +40,7 @@ def settings_from_config(cfg: DictConfig) -> Settings:
     return s
 
 
-def _fail(e: Exception) -> None:
-    """One line on stderr and exit 1; ASLFR_TRACEBACK=1 shows the traceback instead."""
-    if os.environ.get("ASLFR_TRACEBACK"):
-        raise e
-    print(f"aslfr: error: {e}", file=sys.stderr)
-    sys.exit(1)
-
-
-def _in_sweep() -> bool:
+def in_sweep() -> bool:
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -62,29 +52,25 @@ def _in_sweep() -> bool:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="convert")
 def main(cfg: DictConfig) -> dict:
-    try:
+    with one_line_errors():
         s = settings_from_config(cfg)
-        from aslfr.pipeline import format_summary, run
+        from aslfr.convert.converter import format_summary, run
 
-        result = run(s, finalize=not _in_sweep())
-    except (InputError, OSError) as e:
-        _fail(e)
-    print(format_summary(result), flush=True)
-    return result
+        sweep = in_sweep()
+        result = run(s, finalize=not sweep)
+        print(format_summary(result, in_sweep=sweep), flush=True)
+        return result
 
 
 class FinalizeAfterSweep(Callback):
     """After a `-m` sweep (folds, shards), write the manifest and statistics once all parts exist."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from aslfr.merge import merge_all
+        from aslfr.convert.merge import merge_all
 
-        try:
-            for line in merge_all(config):
+        with one_line_errors():
+            for line in merge_all(settings_from_config(config)):
                 print(line, flush=True)
-        except InputError as e:
-            _fail(e)
 
 
-if __name__ == "__main__":
-    main()
+__all__ = ["main", "settings_from_config", "FinalizeAfterSweep", "CONFIG_DIR", "fail"]

@@ -1,0 +1,53 @@
+"""What every command shares: where the Hydra configs are, and errors printed as one line.
+
+Commands that take converter settings (`convert`, `merge`, `inspect`) are Hydra apps over `conf/`;
+the others (`verify`, `stats`, `synthetic`, `bench`, `train_demo`) use argparse. All print a bad
+input as `aslfr: error: ...` and exit 1; `ASLFR_TRACEBACK=1` shows the traceback instead."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, NoReturn
+
+_PACKAGE = Path(__file__).resolve().parent
+#: wheels ship conf/ inside the package; source and editable checkouts keep it at the repo root
+CONFIG_DIR = str(_PACKAGE / "conf" if (_PACKAGE / "conf").is_dir() else _PACKAGE.parent / "conf")
+
+INTERRUPTED = "interrupted; rerun the same command to resume (finished shards are kept)"
+
+
+def fail(e: BaseException | str, code: int = 1) -> NoReturn:
+    """One line on stderr and exit `code`."""
+    if os.environ.get("ASLFR_TRACEBACK") and isinstance(e, BaseException):
+        raise e
+    print(f"aslfr: error: {e}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input or a bad environment, not a bug: printed as one line."""
+    from aslfr.errors import InputError
+    from aslfr.format.manifest import ManifestError
+    from aslfr.format.tfrecord import CorruptRecordError
+
+    return InputError, ManifestError, CorruptRecordError, OSError
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Run a command body: expected errors and Ctrl-C become one line (exit 1 / 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        fail(INTERRUPTED, 130)
+    except expected_errors() as e:
+        fail(_describe(e))
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e):
+        return f"{e.filename}: {e.strerror or e}"
+    return str(e)

@@ -1,0 +1,3 @@
+from aslfr.convert.cli import main
+
+main()

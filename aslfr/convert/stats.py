@@ -1,0 +1,79 @@
+"""Per-column mean and std over all non-NaN frame values (`means.npy` / `stds.npy`, shape [384]),
+as the reference's gen-mean (population std, std < 1e-6 -> 1), from mergeable partial sums so that
+conversion jobs, folds and files combine exactly in any grouping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aslfr.format.layout import MEANS, STDS
+from aslfr.format.vocab import N_COLS
+
+
+@dataclass
+class ColumnStats:
+    """count, sum and sum of squares per column, accumulated in float64."""
+
+    count: np.ndarray = field(default_factory=lambda: np.zeros(N_COLS, np.int64))
+    total: np.ndarray = field(default_factory=lambda: np.zeros(N_COLS, np.float64))
+    squares: np.ndarray = field(default_factory=lambda: np.zeros(N_COLS, np.float64))
+
+    def add(self, frames: np.ndarray) -> None:
+        """Accumulate float32 frames [n, n_cols]; NaN values are left out."""
+        nan = np.isnan(frames)
+        self.add_zeroed(np.where(nan, np.float32(0), frames), nan)
+
+    def add_zeroed(self, zeroed: np.ndarray, nan: np.ndarray) -> None:
+        """`add` for frames whose NaN (mask `nan`) are already 0, as the converter has them."""
+        self.count += zeroed.shape[0] - np.count_nonzero(nan, axis=0)
+        x = zeroed.astype(np.float64)
+        self.total += x.sum(0)
+        self.squares += np.einsum("ij,ij->j", x, x)
+
+    def merge(self, other: "ColumnStats") -> "ColumnStats":
+        return ColumnStats(self.count + other.count, self.total + other.total, self.squares + other.squares)
+
+    def means_stds(self) -> tuple[np.ndarray, np.ndarray]:
+        """float32 means and population stds; std < 1e-6 (or an empty column) becomes 1."""
+        n = np.maximum(self.count, 1)
+        mean = self.total / n
+        var = np.maximum(self.squares / n - mean * mean, 0.0)
+        std = np.sqrt(var)
+        std[(std < 1e-6) | (self.count == 0)] = 1.0
+        return mean.astype(np.float32), std.astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"count": self.count.tolist(), "sum": self.total.tolist(), "sumsq": self.squares.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ColumnStats":
+        return cls(np.asarray(d["count"], np.int64), np.asarray(d["sum"], np.float64), np.asarray(d["sumsq"], np.float64))
+
+
+def save(stats: ColumnStats, directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Write means.npy and stds.npy into `directory` (atomically) and return them."""
+    import io
+
+    from aslfr.convert.files import atomic_write_bytes
+
+    means, stds = stats.means_stds()
+    for name, arr in ((MEANS, means), (STDS, stds)):
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        atomic_write_bytes(Path(directory) / name, buf.getvalue())
+    return means, stds
+
+
+def from_records(shards: list[Path]) -> ColumnStats:
+    """Recompute the statistics from shard files (decoded with the schema, CRCs checked)."""
+    from aslfr.format.schema import decode_record
+    from aslfr.format.tfrecord import read_records
+
+    stats = ColumnStats()
+    for path in shards:
+        for n, data in enumerate(read_records(path)):
+            stats.add(decode_record(data, f"{path}: record {n}")["frames"])
+    return stats

@@ -1,0 +1,119 @@
+"""Every file name and folder aslfr reads or writes, in one place.
+
+    {data_dir}/{split.csv}, {data_dir}/{split.landmarks}/<file_id>.parquet     competition input
+    {out_dir}/inference_args.json                                               selected columns
+    {out_dir}/tfrecords/{split.records}/{file_index*folds+fold}.{count}.tfrec   shards (reference names)
+        ... /{number}.{count}.tfindex     index beside each shard
+        ... /manifest.json                what a finished run wrote (shards, sizes, CRCs, config)
+        ... /means.npy, stds.npy          column statistics
+        ... /.aslfr/{number}.json         one receipt per unit of work (resume, merge)
+        ... /.aslfr/lock, {number}.lock   advisory locks of running conversions
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Split:
+    """The per-split facts: where its CSV and parquet files are, where its records go, their weight."""
+
+    name: str
+    csv: str
+    landmarks: str
+    records: str
+    #: `weight` feature of its records: 1.0, or None for "the configured sup_weight"
+    weight: float | None
+
+
+SPLITS: dict[str, Split] = {
+    "train": Split("train", "train.csv", "train_landmarks", "train", 1.0),
+    "supplemental": Split("supplemental", "supplemental_metadata.csv", "supplemental_landmarks", "sup", None),
+}
+
+
+def split(name: str) -> Split:
+    try:
+        return SPLITS[name]
+    except KeyError:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}") from None
+
+
+def split_weight(name: str, sup_weight: float) -> float:
+    w = split(name).weight
+    return sup_weight if w is None else w
+
+
+RECORDS_ROOT = "tfrecords"
+INFERENCE_ARGS = "inference_args.json"
+MANIFEST = "manifest.json"
+MEANS, STDS = "means.npy", "stds.npy"
+RECEIPTS = ".aslfr"
+LOCK = "lock"
+
+
+def csv_path(data_dir: str | Path, split_name: str) -> Path:
+    return Path(data_dir) / split(split_name).csv
+
+
+def records_dir(out_dir: str | Path, split_name: str) -> Path:
+    return Path(out_dir) / RECORDS_ROOT / split(split_name).records
+
+
+def receipt_path(records: str | Path, number: int) -> Path:
+    return Path(records) / RECEIPTS / f"{number}.json"
+
+
+def lock_path(records: str | Path, number: int | None = None) -> Path:
+    """The run-wide lock (finalize), or the lock of one unit of work."""
+    return Path(records) / RECEIPTS / (LOCK if number is None else f"{number}.lock")
+
+
+SHARD_RE = re.compile(r"^(\d+)\.(\d+)\.tfrec$")
+
+
+def shard_number(file_index: int, fold: int, folds: int) -> int:
+    return file_index * folds + fold
+
+
+def shard_name(number: int, count: int) -> str:
+    """`{file_index*folds+fold}.{count}.tfrec`, as the reference renames its files."""
+    return f"{number}.{count}.tfrec"
+
+
+def index_name(shard: str) -> str:
+    """The index file beside a shard; `*.tfindex` so that `glob('*.tfrec')` never matches it."""
+    return shard[: -len(".tfrec")] + ".tfindex"
+
+
+def index_path(shard: str | Path) -> Path:
+    shard = Path(shard)
+    return shard.with_name(index_name(shard.name))
+
+
+def parse_shard_name(name: str) -> tuple[int, int] | None:
+    """(number, count) of a shard file name, or None."""
+    m = SHARD_RE.match(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def shard_sort_key(path: str | Path) -> int:
+    parsed = parse_shard_name(Path(path).name)
+    return parsed[0] if parsed else -1
+
+
+def glob_shards(directory: str | Path) -> list[Path]:
+    """The shard files in a folder, by shard number (what is there, manifest or not)."""
+    return sorted((p for p in Path(directory).glob("*.tfrec") if parse_shard_name(p.name)), key=shard_sort_key)
+
+
+def fold_of_number(number: int, folds: int) -> int:
+    return number % folds
+
+
+def temporary_name(final: str, pid: int) -> str:
+    """Hidden name a file is written under before it is renamed into place."""
+    return f".{final}.{pid}.tmp"

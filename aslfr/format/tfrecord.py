@@ -1,0 +1,121 @@
+"""TFRecord framing: `u64 length, u32 masked CRC32C(length), data, u32 masked CRC32C(data)`, the
+index files beside the shards, and reading with CRC checks and errors that name file and record.
+
+The writer frames through the `tfrecord` package (`aslfr.convert.shards`); this side only reads, so
+it does not import that package (which imports torch)."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Iterator
+
+import crc32c
+
+_HEADER = struct.Struct("<Q")
+_MASK = 0xA282EAD8
+
+
+def masked_crc(data) -> bytes:
+    """TFRecord's masked CRC32C, as `tfrecord.TFRecordWriter.masked_crc` computes it."""
+    crc = crc32c.crc32c(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + _MASK) & 0xFFFFFFFF)
+
+
+class CorruptRecordError(ValueError):
+    """A record file or its index is truncated, fails a CRC check, or disagrees with its manifest."""
+
+
+def index_bytes(offsets: list[tuple[int, int]]) -> bytes:
+    """The `tfrecord` package's index format: one "offset size" line per record."""
+    return "".join(f"{o} {n}\n" for o, n in offsets).encode()
+
+
+def read_index(path: str | Path, records: int | None = None, shard_bytes: int | None = None) -> list[tuple[int, int]]:
+    """(offset, framed size) per record from an index file, validated: every line two integers,
+    records back to back from byte 0, and, when given, `records` lines ending at `shard_bytes`.
+    Errors name the index file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise CorruptRecordError(f"{path}: index file unreadable ({e.strerror or e})") from None
+    out: list[tuple[int, int]] = []
+    expected = 0
+    for n, line in enumerate(text.splitlines()):
+        parts = line.split()
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise CorruptRecordError(f"{path}: line {n + 1} is not 'offset size' ({line[:40]!r})")
+        o, s = int(parts[0]), int(parts[1])
+        if o != expected or s < 16:
+            raise CorruptRecordError(f"{path}: line {n + 1}: record at byte {o} (size {s}), expected byte {expected}")
+        out.append((o, s))
+        expected = o + s
+    if text and not text.endswith("\n"):
+        raise CorruptRecordError(f"{path}: truncated (last line incomplete)")
+    if records is not None and len(out) != records:
+        raise CorruptRecordError(f"{path}: {len(out)} entries, its shard has {records} records")
+    if shard_bytes is not None and expected != shard_bytes:
+        raise CorruptRecordError(f"{path}: records end at byte {expected}, its shard has {shard_bytes} bytes")
+    return out
+
+
+def file_crc32c(path: str | Path) -> str:
+    """CRC32C of a whole file as 8 hex digits (what the manifest records)."""
+    value = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            value = crc32c.crc32c(chunk, value)
+    return f"{value:08x}"
+
+
+def read_records(path: str | Path, verify: bool = True, start: int = 0, end: int | None = None,
+                 first_record: int = 0) -> Iterator[memoryview]:
+    """Yield the serialized records (writable memoryviews) of one TFRecord file from byte `start` to `end`.
+
+    With `verify`, both CRCs of every record are checked. Errors name the file and the record's
+    number (counted from `first_record`) and byte offset."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        pos, n = start, first_record
+        while end is None or pos < end:
+            header = f.read(12)
+            if not header:
+                return
+            where = f"{path}: record {n} at byte {pos}"
+            if len(header) < 12:
+                raise CorruptRecordError(f"{where}: truncated length header")
+            length_bytes = header[:8]
+            if verify and masked_crc(length_bytes) != header[8:]:
+                raise CorruptRecordError(f"{where}: length CRC mismatch")
+            (length,) = _HEADER.unpack(length_bytes)
+            if end is not None and pos + 16 + length > end:
+                raise CorruptRecordError(f"{where}: record runs past byte {end} given by the index")
+            buf = bytearray(length + 4)  # writable, so decoded arrays need no copy
+            got = f.readinto(buf)
+            if got < length + 4:
+                raise CorruptRecordError(f"{where}: truncated record ({max(got - 4, 0)} of {length} bytes)")
+            view = memoryview(buf)
+            data = view[:length]
+            if verify and masked_crc(data) != bytes(view[length:]):
+                raise CorruptRecordError(f"{where}: data CRC mismatch")
+            yield data
+            pos += 16 + length
+            n += 1
+
+
+def count_records(path: str | Path) -> int:
+    """Records in a file, walking the length headers only."""
+    size, pos, n = os.path.getsize(path), 0, 0
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            header = f.read(8)
+            if len(header) < 8:
+                raise CorruptRecordError(f"{path}: record {n} at byte {pos}: truncated length header")
+            pos += 16 + _HEADER.unpack(header)[0]
+            n += 1
+    if pos != size:
+        raise CorruptRecordError(f"{path}: record {n - 1} runs past the end of the file")
+    return n
