@@ -48,6 +48,6 @@ def one_line_errors() -> Iterator[None]:
 
 
 def _describe(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e):
-        return f"{e.filename}: {e.strerror or e}"
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        return f"{e.filename}: {e.strerror}"
     return str(e)

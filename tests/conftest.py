@@ -3,9 +3,11 @@ with `tests/reference/shim` standing in for TensorFlow), and a converter call vi
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,27 @@ def tree_bytes(directory: Path, pattern: str = "*") -> dict[str, bytes]:
     """Relative path -> bytes for the files under `directory` (hidden receipts excluded)."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(Path(directory).rglob(pattern))
             if p.is_file() and ".aslfr" not in p.parts and ".hydra" not in p.parts}
+
+
+@pytest.fixture(scope="session")
+def notebook():
+    """The notebook's function and class definitions (no top-level code) in a namespace."""
+    tree = ast.parse(NOTEBOOK.read_text())
+    keep = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
+            and not (isinstance(n, (ast.Import, ast.ImportFrom)) and any(a.name in ("pymp",) for a in n.names))
+            and getattr(n, "name", "") != "FLAGS"]
+    sys.path.insert(0, str(SHIM))
+    import tensorflow as tf_shim  # the stand-in
+
+    ns = {"__name__": "notebook"}
+    sys.modules.setdefault("icecream", types.SimpleNamespace(ic=lambda *a: a))
+    exec(compile(ast.Module(keep, []), str(NOTEBOOK), "exec"), ns)
+    ns["tf"] = tf_shim
+    ns["ic"] = lambda *a: a
+
+    class FLAGS:
+        folds, fold_seed, root = 4, 1229, "/data"
+        use_z, norm_frames, concat_frames, add_pos = True, True, True, True
+    ns["FLAGS"] = FLAGS
+    ns["N_COLS"] = 384  # len(SEL_COLS), a top-level assignment the extraction leaves out
+    return ns

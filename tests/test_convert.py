@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import crc32c
 import numpy as np
 import pytest
 
@@ -108,8 +109,13 @@ def test_manifest_and_summary(converted):
     names = tfrec_names(converted / "tfrecords/train")
     assert sorted(s["name"] for s in m["shards"]) == names
     for s in m["shards"]:
-        assert (converted / "tfrecords/train" / s["name"]).stat().st_size == s["bytes"]
-    assert m["config"]["fold_seed"] == 1229
+        data = (converted / "tfrecords/train" / s["name"]).read_bytes()
+        assert len(data) == s["bytes"]
+        assert s["crc32c"] == f"{crc32c.crc32c(data):08x}"  # recomputed over the whole file
+        index = (converted / "tfrecords/train" / s["name"].replace(".tfrec", ".tfindex")).read_bytes()
+        assert (s["index_bytes"], s["index_crc32c"]) == (len(index), f"{crc32c.crc32c(index):08x}")
+        assert s["records"] == int(s["name"].split(".")[1]) and s["fold"] == int(s["name"].split(".")[0]) % 4
+    assert m["config"]["fold_seed"] == 1229 and m["config"]["folds"] == 4
 
 
 def test_index_files_beside_shards(converted):
@@ -125,4 +131,9 @@ def test_index_files_beside_shards(converted):
         # the tfrecord package shards files through these indexes
         got = list(tfrecord_loader(str(d / name), str(idx), {"sequence_id": "int"}, shard=(1, 2)))
         assert len(got) == len(lines) - len(lines) // 2
-    assert not list(d.glob("*.tfindex.tfrec"))
+    # the index is offsets and framed sizes back to back, ending at the shard's size
+    for name in tfrec_names(d):
+        pairs = [tuple(map(int, line.split())) for line in (d / name.replace(".tfrec", ".tfindex")).read_text().splitlines()]
+        assert [o for o, _ in pairs] == [0] + list(np.cumsum([n for _, n in pairs])[:-1])
+        assert sum(n for _, n in pairs) == (d / name).stat().st_size
+    assert sorted(p.name for p in d.glob("*.tfindex")) == sorted(n.replace(".tfrec", ".tfindex") for n in tfrec_names(d))

@@ -190,16 +190,23 @@ def test_write_error_leaves_no_partial_shard(tiny, tmp_path, monkeypatch):
 
 
 def test_permission_error_reported(tiny, tmp_path):
-    if os.geteuid() == 0:
-        out = tmp_path / "out"
-        out.mkdir()
-        (out / "tfrecords").write_text("a file where a folder should be")
-    else:
-        out = tmp_path / "ro"
-        out.mkdir()
-        out.chmod(0o500)
-    with pytest.raises((InputError, OSError)):
-        convert(tiny, out, "num_workers=0")
+    """An unwritable output place fails with one line naming the path and the problem."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tfrecords").write_text("a file where a folder should be")
+    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={tiny}", f"out_dir={out}", "num_workers=0",
+                          "progress=false"], capture_output=True, text=True)
+    assert res.returncode == 1
+    line = res.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith(f"aslfr: error: {out / 'tfrecords'}") and ("exists" in line or "directory" in line), line
+    if os.geteuid() != 0:  # root ignores permission bits
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(OSError) as e:
+            convert(tiny, ro, "num_workers=0")
+        assert "Permission denied" in str(e.value) and str(ro) in str(e.value)
 
 
 def test_kill_and_resume_gives_identical_bytes(tmp_path):

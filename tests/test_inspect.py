@@ -12,25 +12,42 @@ from aslfr.data.summary import render, summarize
 from aslfr.data.datasets import TFRecordShards
 
 
-def test_summary_numbers(converted):
-    d = converted / "tfrecords/sup"
-    rows = summarize(d)
-    recs = list(TFRecordShards(d, torch_values=False))
-    for fold, row in rows.items():
-        mine = [r for r in recs if r["fold"] == fold]
-        n = np.array([r["n_frames"] for r in mine])
-        assert row["records"] == len(mine)
+def test_summary_numbers(small_data, converted, reference_out):
+    """The table's numbers derived independently: folds and phrase_dup from the reference notebook's
+    own records (parsed with protobuf), frame counts and missing hands from the parquet files by
+    column name (pandas), phrase types and lost EOS from the CSV."""
+    import pandas as pd
+
+    from compare import records
+
+    ref = [r for p in sorted((reference_out / "tfrecords/sup").glob("*.tfrec")) for r in records(p)]
+    fold = {r["sequence_id"][1][0]: r["fold"][1][0] for r in ref}
+    dup = {r["sequence_id"][1][0]: r["phrase_dup"][1][0] for r in ref}
+    csv = pd.read_csv(small_data / "supplemental_metadata.csv", keep_default_na=False)
+    n_frames, no_left, no_right = {}, {}, {}
+    for path in csv.path.unique():
+        df = pd.read_parquet(small_data / path)
+        left = df[[c for c in df.columns if "_left_hand_" in c]].isna().all(axis=1)
+        right = df[[c for c in df.columns if "_right_hand_" in c]].isna().all(axis=1)
+        for sid, rows in df.groupby(level=0):
+            n_frames[sid] = len(rows)
+            no_left[sid], no_right[sid] = int(left[df.index == sid].sum()), int(right[df.index == sid].sum())
+    rows = summarize(converted / "tfrecords/sup")
+    assert sorted(rows) == sorted(set(fold.values()))
+    for f, row in rows.items():
+        ids = [sid for sid in csv.sequence_id if fold[sid] == f]
+        n = np.array([n_frames[sid] for sid in ids])
+        assert row["records"] == len(ids)
         assert row["frames_mean"] == pytest.approx(n.mean()) and row["frames_max"] == n.max()
         assert row["frames_p95"] == pytest.approx(np.percentile(n, 95))
-        assert row["phrase_dup_share"] == pytest.approx(np.mean([r["phrase_dup"] for r in mine]))
-        no_left = sum(int(np.isnan(r["frames"][:, :63]).all(1).sum()) for r in mine)
-        no_right = sum(int(np.isnan(r["frames"][:, 63:126]).all(1).sum()) for r in mine)
-        assert row["no_left_hand_share"] == pytest.approx(no_left / n.sum())
-        assert row["no_right_hand_share"] == pytest.approx(no_right / n.sum())
-        assert row["lost_eos"] == sum(60 not in r["phrase_"] for r in mine)
-        assert sum(row["phrase_types"].values()) == len(mine)
+        assert row["phrase_dup_share"] == pytest.approx(np.mean([dup[sid] for sid in ids]))
+        assert row["no_left_hand_share"] == pytest.approx(sum(no_left[sid] for sid in ids) / n.sum())
+        assert row["no_right_hand_share"] == pytest.approx(sum(no_right[sid] for sid in ids) / n.sum())
+        phrases = csv.set_index("sequence_id").loc[ids, "phrase"]
+        assert row["lost_eos"] == int((phrases.str.len() >= 32).sum())  # phrase + EOS cut at 32
+        assert row["phrase_types"] == {"address": len(ids)} or sum(row["phrase_types"].values()) == len(ids)
     assert sum(r["lost_eos"] for r in rows.values()) >= 2  # the generator's 32+ character sentences
-    assert sum(r["records"] for r in rows.values()) == 24
+    assert sum(r["records"] for r in rows.values()) == len(csv) == 24
 
 
 def test_cli_table(converted, tmp_path):

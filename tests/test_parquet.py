@@ -29,10 +29,20 @@ def test_grouping_equals_reference_scan(small_data):
 
 
 def test_split_sequence_is_grouped_whole(small_data):
+    """A sequence whose rows are split around a neighbour comes out whole, in file order, as the
+    reference's `df[df.index == seq_id]` gives it."""
     path = sorted((small_data / "train_landmarks").glob("*.parquet"))[0]
-    ids = pd.read_parquet(path, columns=["frame"]).index.to_numpy()
+    df = pd.read_parquet(path)
+    ids = df.index.to_numpy()
     runs = ids[np.r_[True, ids[1:] != ids[:-1]]]
-    assert len(runs) > len(set(runs.tolist()))  # the generator splits one sequence's rows
+    split_ids = [s for s in set(runs.tolist()) if (runs == s).sum() > 1]
+    assert split_ids  # the generator splits one sequence's rows
+    lm = read_landmarks(str(path))
+    assert lm.sequence_ids.tolist() == list(dict.fromkeys(ids.tolist()))  # df.index.unique() order
+    for sid in split_ids + [int(runs[0])]:
+        k = lm.sequence_ids.tolist().index(sid)
+        expected = df[df.index == sid][SELECTED_COLUMNS].to_numpy(np.float32)
+        assert np.array_equal(lm.frames(k), expected, equal_nan=True)
 
 
 def test_group_rows_non_contiguous():

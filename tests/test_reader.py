@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import aslfr
+from conftest import convert
 from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files, fold_of
 from aslfr.convert.stats import from_records
 from aslfr.data.transforms.frame import FrameTransform, n_cols
@@ -58,17 +59,38 @@ def test_seeded_shuffle_and_epochs(converted):
     assert order(a) != first and sorted(order(a)) == sorted(plain)
 
 
-def test_fold_selection_as_reference(converted):
-    d, sup = converted / "tfrecords/train", converted / "tfrecords/sup"
-    train, valid = fold_files(d, valid_fold=1)
-    assert {fold_of(f) for f in valid} == {1} and 1 not in {fold_of(f) for f in train}
+def _reference_fold(path) -> int:
+    """The reference training's rule: fold == int(basename.split('.')[0]) % folds (aslfr-facts §3.1)."""
+    return int(path.name.split(".")[0])
+
+
+@pytest.mark.parametrize("folds", [4, 5])
+def test_fold_selection_as_reference(small_data, converted, tmp_path, folds):
+    if folds == 4:
+        out = converted
+    else:
+        out = tmp_path
+        convert(small_data, out, f"folds={folds}", "num_workers=0")
+        convert(small_data, out, f"folds={folds}", "num_workers=0", "split=supplemental")
+    d, sup = out / "tfrecords/train", out / "tfrecords/sup"
+    every = sorted(d.glob("*.tfrec"))
+    for valid_fold in range(folds):
+        train, valid = fold_files(d, valid_fold=valid_fold)  # the fold count comes from the manifest
+        assert sorted(valid) == sorted(p for p in every if _reference_fold(p) % folds == valid_fold)
+        assert sorted(train + valid) == every
+        assert {int(x["fold"]) for x in TFRecordShards(valid, torch_values=False)} == {valid_fold}
+        assert valid_fold not in {int(x["fold"]) for x in TFRecordShards(train, torch_values=False)}
+        assert all(fold_of(f) == valid_fold for f in valid)
     online, valid2 = fold_files(d, valid_fold=1, online=True)
-    assert sorted(online) == sorted(train + valid) and valid2 == valid
+    assert sorted(online) == every and valid2 == fold_files(d, valid_fold=1)[1]
     mixed, valid3 = fold_files(d, valid_fold=1, sup_dir=sup)
-    assert valid3 == valid and len(mixed) == len(train) + len(list(sup.glob("*.tfrec")))
+    assert valid3 == valid2 and len(mixed) == len(fold_files(d, valid_fold=1)[0]) + len(list(sup.glob("*.tfrec")))
     weights = {float(x["weight"]) for x in TFRecordShards(mixed)}
     assert weights == {1.0, float(np.float32(0.1))}
-    assert all(float(x["weight"]) == 1.0 for x in TFRecordShards(valid))
+    assert all(float(x["weight"]) == 1.0 for x in TFRecordShards(valid3))
+    other = 9 - folds  # 5 or 4: disagrees with the manifest
+    with pytest.raises(ValueError, match=f"folds={other} given, but its manifest.json says .* {folds} folds"):
+        fold_files(d, valid_fold=0, folds=other)
 
 
 def test_map_style_random_access(converted):
@@ -97,8 +119,15 @@ def test_statistics_equal_two_pass_numpy(converted):
 @pytest.mark.parametrize("concat,add_pos,use_z,width", [
     (True, True, True, 769), (True, True, False, 513), (True, False, True, 768), (True, False, False, 512),
     (False, True, True, 385), (False, True, False, 257), (False, False, True, 384), (False, False, False, 256)])
-def test_output_width_table(concat, add_pos, use_z, width):
-    assert n_cols(concat, add_pos, use_z) == width
+def test_output_width_table(notebook, concat, add_pos, use_z, width):
+    flags = notebook["FLAGS"]
+    saved = (flags.concat_frames, flags.add_pos, flags.norm_frames)
+    flags.concat_frames, flags.add_pos, flags.norm_frames = concat, add_pos, True
+    try:
+        reference = notebook["get_n_cols"](use_z=use_z)  # the notebook's own function
+    finally:
+        flags.concat_frames, flags.add_pos, flags.norm_frames = saved
+    assert n_cols(concat, add_pos, use_z) == reference == width
     t = FrameTransform(np.zeros(384), np.ones(384), concat_frames=concat, add_pos=add_pos, use_z=use_z)
     assert t(torch.zeros(5, 384)).shape == (5, width)
 
@@ -132,9 +161,27 @@ def test_pad_collate(converted):
     assert isinstance(b["phrase"], list)
 
 
-def test_public_api():
-    for name in ("ParquetSequences", "TFRecordShards", "TFRecordIndexed", "pad_collate", "fold_files", "FrameTransform"):
-        assert getattr(aslfr, name).__doc__
+def test_public_api(converted, small_data, tmp_path):
+    """Every name in aslfr.__all__, used."""
+    assert all(getattr(aslfr, name).__doc__ for name in aslfr.__all__ if name != "SCHEMA")
+    d = converted / "tfrecords/train"
+    assert len(aslfr.SCHEMA) == 19 and aslfr.SCHEMA["frames"].shape == (-1, 384)
+    train, valid = aslfr.fold_files(d, valid_fold=0)
+    shards = aslfr.TFRecordShards(train, torch_values=False)
+    indexed = aslfr.TFRecordIndexed(train, torch_values=False)
+    first = next(aslfr.read_shard(train[0]))
+    assert first["sequence_id"] == next(iter(shards))["sequence_id"] == indexed[0]["sequence_id"]
+    assert len(shards) == len(indexed) == sum(int(p.name.split(".")[1]) for p in train)
+    means, stds = aslfr.load_stats(d)
+    t = aslfr.FrameTransform(means, stds, max_frames=16)
+    batch = aslfr.pad_collate([t(aslfr.TFRecordIndexed(valid)[i]) for i in range(2)])
+    assert batch["frames"].shape == (2, 16, aslfr.n_cols()) and aslfr.n_cols() == 769
+    seqs = aslfr.ParquetSequences(small_data, "train")
+    by_id = {r["sequence_id"]: r for r in aslfr.read_shard(valid[0])}
+    item = next(seqs[i] for i in range(len(seqs)) if int(seqs[i]["sequence_id"]) in by_id)
+    assert np.array_equal(item["frames"].numpy(), by_id[int(item["sequence_id"])]["frames"], equal_nan=True)
+    root = aslfr.generate_synthetic(tmp_path / "syn", aslfr.source.synthetic.SplitSpec(1, 3, 4, 1), None, seed=1)
+    assert (root / "train.csv").read_text().count("\n") == 4
 
 
 def _rank_main(rank, world, records, port, out):

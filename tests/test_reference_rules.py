@@ -4,42 +4,21 @@ phrase_dup, idx and phrase types."""
 
 from __future__ import annotations
 
-import ast
-import sys
 import types
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import NOTEBOOK, SHIM
-
-sys.path.insert(0, str(SHIM))
-import tensorflow as tf_shim  # noqa: E402  (the stand-in)
-
-from aslfr.format import vocab  # noqa: E402
-from aslfr.source import metadata  # noqa: E402
-from aslfr.format.schema import reference_bytes_feature  # noqa: E402
-from aslfr.convert.shards import reference_order  # noqa: E402
+from aslfr.format import vocab
+from aslfr.source import metadata
+from aslfr.format.schema import reference_bytes_feature
+from aslfr.convert.shards import reference_order
 
 
 @pytest.fixture(scope="module")
-def nb():
-    """The notebook's function and class definitions (no top-level code) in a namespace."""
-    tree = ast.parse(NOTEBOOK.read_text())
-    keep = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
-            and not (isinstance(n, (ast.Import, ast.ImportFrom)) and any(a.name in ("pymp",) for a in n.names))
-            and getattr(n, "name", "") != "FLAGS"]
-    ns = {"__name__": "notebook"}
-    sys.modules.setdefault("icecream", types.SimpleNamespace(ic=lambda *a: a))
-    exec(compile(ast.Module(keep, []), str(NOTEBOOK), "exec"), ns)
-    ns["tf"] = tf_shim
-    ns["ic"] = lambda *a: a
-
-    class FLAGS:
-        folds, fold_seed, root = 4, 1229, "/data"
-    ns["FLAGS"] = FLAGS
-    return ns
+def nb(notebook):
+    return notebook
 
 
 @pytest.mark.parametrize("n,buffer", [(1, 1000), (7, 1000), (1000, 1000), (2500, 1000), (10, 3), (5, 0)])
