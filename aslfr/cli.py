@@ -7,7 +7,9 @@ input as `aslfr: error: ...` and exit 1; `ASLFR_TRACEBACK=1` shows the traceback
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NoReturn
@@ -38,13 +40,31 @@ def expected_errors() -> tuple[type[BaseException], ...]:
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Run a command body: expected errors and Ctrl-C become one line (exit 1 / 130)."""
+    """Run a command body: expected errors become one line (exit 1); Ctrl-C and SIGTERM become one
+    line too (exit 130), whatever the interrupted worker processes raise on their way out, after
+    `finally` blocks have removed this process's temporary files."""
+    interrupted = []
+
+    def on_term(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term) if threading.current_thread() is threading.main_thread() else None
     try:
         yield
     except KeyboardInterrupt:
         fail(INTERRUPTED, 130)
     except expected_errors() as e:
+        if interrupted:
+            fail(INTERRUPTED, 130)
         fail(_describe(e))
+    except Exception:
+        if interrupted:
+            fail(INTERRUPTED, 130)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _describe(e: BaseException) -> str:

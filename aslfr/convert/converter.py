@@ -99,7 +99,8 @@ class FileConversion(Dataset):
         except InputError as e:  # returned, not raised: a worker's exception would arrive with a traceback
             return {"error": str(e)}
         except OSError as e:  # disk full, permissions: the shard writer has removed its temporary file
-            return {"error": f"{e.filename or self.p.files[i]}: {e.strerror or e} (while converting {self.p.files[i]})"}
+            where = e.filename or self.p.files[i]
+            return {"error": f"{where}: {e.strerror or e} (while converting {self.p.files[i]})"}
 
 
 def _completed(p: Plan, i: int) -> dict[int, dict]:
@@ -198,6 +199,15 @@ def _start_method(s: Settings) -> str | None:
     return "fork" if sys.platform.startswith("linux") else None
 
 
+def _shutdown(it) -> None:
+    """Stop the loader's workers now: on an interrupt, its `__del__` at exit would print a
+    traceback about workers that are already gone."""
+    try:
+        getattr(it, "_shutdown_workers", lambda: None)()
+    except Exception:  # workers killed by the same signal
+        pass
+
+
 def _identity(x):
     return x
 
@@ -226,23 +236,27 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     workers: dict[int, tuple[float, float]] = {}  # pid -> (rss at start, peak rss)
     file_seconds: list[float] = []
     startup = process_age()
-    disable = not s.progress
+    disable = None if s.progress else True  # None: tqdm shows bars on a terminal only, never in logs
     with tqdm(total=len(p.file_numbers), desc=f"{s.split} files", unit="file", disable=disable) as files_bar, \
             tqdm(total=sum(p.expected.values()), desc=f"{s.split} records", unit="rec", disable=disable) as rec_bar:
-        for summary in loader:
-            if "error" in summary:
-                raise InputError(summary["error"])
-            for f, n in summary["records"].items():
-                per_fold[f] += n
-                rec_bar.update(n)
-            shards += summary["shards"]
-            if "peak_rss" in summary:
-                workers[summary["pid"]] = (summary["rss_start"], summary["peak_rss"])
-                file_seconds.append(round(summary["seconds"], 3))
-            resumed += summary["resumed"]
-            files_resumed += summary["resumed"] == len(s.selected_folds)
-            missing += summary["missing"]
-            files_bar.update(1)
+        it = iter(loader)
+        try:
+            for summary in it:
+                if "error" in summary:
+                    raise InputError(summary["error"])
+                for f, n in summary["records"].items():
+                    per_fold[f] += n
+                    rec_bar.update(n)
+                shards += summary["shards"]
+                if "peak_rss" in summary:
+                    workers[summary["pid"]] = (summary["rss_start"], summary["peak_rss"])
+                    file_seconds.append(round(summary["seconds"], 3))
+                resumed += summary["resumed"]
+                files_resumed += summary["resumed"] == len(s.selected_folds)
+                missing += summary["missing"]
+                files_bar.update(1)
+        finally:
+            _shutdown(it)
     result = {
         "split": s.split,
         "records_dir": str(s.records_dir),

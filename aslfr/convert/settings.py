@@ -58,6 +58,29 @@ class Settings:
         return cfg
 
     def check(self) -> None:
+        """Every value's type and range, before any work or any write."""
+        import multiprocessing
+        import typing
+
+        hints = typing.get_type_hints(Settings)
+        for name, hint in hints.items():
+            value = getattr(self, name)
+            base = {int: int, float: (int, float), bool: bool, str: str}.get(hint)
+            if value is None and name in ("fold", "multiprocessing_context", "report"):
+                continue
+            if name == "fold":
+                ok = isinstance(value, tuple) and all(isinstance(f, int) and not isinstance(f, bool) for f in value)
+            elif hint == str | None:
+                ok = isinstance(value, str)
+            else:
+                ok = base is not None and isinstance(value, base) and (hint is bool or not isinstance(value, bool))
+            if not ok:
+                kind = {int: "an integer", float: "a number", bool: "true or false"}.get(hint, "a string")
+                raise InputError(f"{name} must be {kind}, got {value!r}")
+        methods = multiprocessing.get_all_start_methods()
+        if self.multiprocessing_context is not None and self.multiprocessing_context not in methods:
+            raise InputError(f"multiprocessing_context must be null or one of {', '.join(methods)}, "
+                             f"got {self.multiprocessing_context!r}")
         if self.split not in layout.SPLITS:
             raise InputError(f"split must be one of {', '.join(layout.SPLITS)}, got {self.split!r}")
         if self.folds < 2:

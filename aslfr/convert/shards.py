@@ -13,6 +13,7 @@ import crc32c
 import numpy as np
 from tfrecord.writer import TFRecordWriter
 
+from aslfr.convert.files import writing
 from aslfr.format.layout import index_name, shard_name, temporary_name
 from aslfr.format.tfrecord import index_bytes
 
@@ -105,16 +106,18 @@ class ShardWriter:
         return self
 
     def write(self, record: bytes) -> None:
-        self._writer.write_serialized(record)
+        with writing(self.tmp):
+            self._writer.write_serialized(record)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         w = self._writer
         try:
             if exc_type is not None:
                 return
-            w.file.flush()
-            os.fsync(w.file.fileno())
-            w.close()
+            with writing(self.tmp):
+                w.file.flush()
+                os.fsync(w.file.fileno())
+                w.close()
             count = len(w.offsets)
             if count == 0:
                 return
@@ -122,7 +125,8 @@ class ShardWriter:
             if self.index_file:
                 index = index_bytes(w.offsets)
                 tmp_index = self.tmp.with_suffix(".idx.tmp")
-                tmp_index.write_bytes(index)  # not fsynced: readers validate it, the manifest has its CRC
+                with writing(tmp_index):
+                    tmp_index.write_bytes(index)  # not fsynced: readers validate it, the manifest has its CRC
                 os.replace(tmp_index, self.directory / index_name(name))
                 self.info = ShardInfo(name, count, w.size, f"{w.file_crc:08x}", len(index), f"{crc32c.crc32c(index):08x}")
             else:

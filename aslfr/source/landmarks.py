@@ -26,7 +26,12 @@ def _open(path: str):
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
-        raise InputError(f"{path}: corrupt or truncated parquet file ({e})") from None
+        raise InputError(f"{path}: corrupt or truncated parquet file ({_one_line(e)})") from None
+
+
+def _one_line(e: Exception) -> str:
+    """pyarrow's messages span lines ("...\nDeserializing page header failed.\n"): keep them on one."""
+    return " ".join(str(e).split()).rstrip(".")
 
 
 def _index_column(pf) -> str:
@@ -50,7 +55,8 @@ def _read(pf, path: str, columns: list[str]):
     try:
         return pf.read(columns=columns, use_pandas_metadata=False)
     except (pa.ArrowException, OSError) as e:
-        raise InputError(f"{path}: corrupt or truncated parquet file ({e})") from None
+        where = columns[0] if len(columns) == 1 else f"{columns[0]}..{columns[-1]}"
+        raise InputError(f"{path}: corrupt or truncated parquet file (reading column(s) {where}: {_one_line(e)})") from None
 
 
 def _check_schema(pf, path: str, columns: Sequence[str], index: str) -> None:
@@ -62,7 +68,8 @@ def _check_schema(pf, path: str, columns: Sequence[str], index: str) -> None:
         raise InputError(f"{path}: no '{index}' index column")
     if missing:
         raise InputError(f"{path}: missing {len(missing)} selected column(s), first {missing[0]}")
-    wrong = [c for c in columns if schema.field(c).type != pa.float32()]
+    # float64 (or float16) columns are cast to float32 on the way in, as the reference's FloatList does
+    wrong = [c for c in columns if not pa.types.is_floating(schema.field(c).type)]
     if wrong:
         raise InputError(f"{path}: column {wrong[0]} has dtype {schema.field(wrong[0]).type}, expected float")
     if not pa.types.is_integer(schema.field(index).type):

@@ -29,6 +29,8 @@ def read_csv(csv_path: str | Path) -> pd.DataFrame:
     missing = [c for c in CSV_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{csv_path}: missing required column(s) {', '.join(missing)}")
+    if df.empty:
+        raise InputError(f"{csv_path}: no rows (only a header)")
     for col in ("file_id", "sequence_id", "participant_id"):
         if not pd.api.types.is_integer_dtype(df[col]):
             bad = df.index[pd.to_numeric(df[col], errors="coerce").isna() | (pd.to_numeric(df[col], errors="coerce") % 1 != 0)]
