@@ -172,6 +172,63 @@ def test_cli_config_error_before_torch(tmp_path):
     assert " torch" not in res.stderr.replace("aslfr: error", "")
 
 
+@pytest.mark.parametrize("override, message", [
+    ("folds=abc", "folds must be an integer, got 'abc'"),
+    ("multiprocessing_context=bogus", "multiprocessing_context must be null or one of fork"),
+    ("resume=maybe", "resume must be true or false, got 'maybe'"),
+    ("+fold=x", "fold must be an integer or a list of integers, got 'x'"),
+])
+def test_every_setting_checked_before_any_write(tiny, tmp_path, override, message):
+    t0 = time.time()
+    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={tiny}", f"out_dir={tmp_path}/o", override],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
+    assert not (tmp_path / "o").exists() and time.time() - t0 < 5
+
+
+def test_header_only_csv(tiny, tmp_path):
+    (tiny / "train.csv").write_text("path,file_id,sequence_id,participant_id,phrase\n")
+    assert _error(tiny, tmp_path / "out").endswith("train.csv: no rows (only a header)")
+
+
+def test_disk_full_names_the_output_and_the_disk(tiny, tmp_path, monkeypatch):
+    """write() raising ENOSPC carries no file name: the error must still name the output, not the input."""
+    from aslfr.convert import shards
+
+    def full(self, record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shards.RecordWriter, "write_serialized", full)
+    msg = _error(tiny, tmp_path / "out")
+    d = tmp_path / "out" / "tfrecords" / "train"
+    assert msg.startswith(f"{d}/.") and ".tmp: No space left on device" in msg, msg
+    assert f"the file system holding {d} is full" in msg and "(while converting " in msg
+
+
+def test_random_bytes_inside_a_parquet_file_give_one_line(tiny, tmp_path):
+    p = _first_parquet(tiny)
+    data = bytearray(p.read_bytes())
+    rng = np.random.default_rng(0)
+    for frac in (0.1, 0.3, 0.6, 0.9):  # somewhere a read must hit, whatever the column layout
+        start = int(len(data) * frac)
+        data[start:start + 2000] = rng.integers(0, 256, 2000, dtype=np.uint8).tobytes()
+    p.write_bytes(bytes(data))
+    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={tiny}", f"out_dir={tmp_path}/o",
+                          "progress=false"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"aslfr: error: {p}: corrupt or truncated parquet file")
+
+
+def test_logs_get_no_progress_escape_codes_and_a_resumed_run_says_so(tiny, tmp_path):
+    cmd = [sys.executable, "-m", "aslfr.convert", f"data_dir={tiny}", f"out_dir={tmp_path}/o"]  # progress on
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    for res in (first, again):
+        assert res.returncode == 0 and "\x1b" not in res.stderr + res.stdout and "%|" not in res.stderr
+    assert "0 shard(s) written" in again.stdout and "already complete (resumed)" in again.stdout
+    assert "2 file(s) not read" in again.stdout
+
+
 def test_worker_error_reported_cleanly(tiny, tmp_path):
     p = _first_parquet(tiny)
     p.write_bytes(b"not a parquet file")

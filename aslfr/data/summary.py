@@ -108,7 +108,13 @@ def render(rec: dict[str, Any], path: str | Path, n_frames: int = 8) -> Path:
         ax.set_title(f"frame {t}", fontsize=8)
         ax.set_aspect("equal")
     fig.suptitle(f"{rec['phrase']!r}  (sequence {rec['sequence_id']}, {len(pts)} frames)")
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    legend = [Line2D([], [], color=c, lw=2, label=n) for n, c in (
+        ("left hand", "tab:red"), ("right hand", "tab:blue"), ("left arm", "tab:orange"), ("right arm", "tab:green"),
+        ("lips", "tab:purple"), ("eyes, nose", "tab:gray"))]
+    fig.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     path = Path(path)
     fig.savefig(path)
     plt.close(fig)
