@@ -55,6 +55,7 @@ def test_cli_table(converted, tmp_path):
                          text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "[train]" in res.stdout and "[sup]" in res.stdout and "lost EOS" in res.stdout
+    assert "no L hand / no R hand = share of frames whose left / right hand is entirely missing" in res.stdout
     assert list(tmp_path.iterdir()) == []
 
 
@@ -66,6 +67,7 @@ def test_png_of_a_sequence(converted, tmp_path):
                           f"+sequence_id={rec['sequence_id']}", f"png={tmp_path}/seq.png"], capture_output=True,
                          text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"{tmp_path}/seq.png: PNG of ")  # says where it went
     img = np.asarray(Image.open(tmp_path / "seq.png").convert("L"))
     assert img.shape == (640, 1200)  # 2 rows x 4 frames at 100 dpi
     assert (img < 128).mean() > 0.002 and len(np.unique(img)) > 20  # real drawing, not blank
