@@ -1,0 +1,399 @@
+"""The reference (3rd place, chenghuige) training-time preprocessing as pure torch functions.
+
+Every random value is an argument, so these functions are deterministic and exact against the
+TensorFlow code given the same draws (see `augment` for the draws, `reference` for the pipeline).
+
+Shapes: a function takes one sequence `[T, C]` or a padded batch `[B, T, C]` (C = 384 raw columns,
+xyz interleaved per point, until `concat_normalized`). Per-sequence parameters are python numbers,
+0-d tensors (shared) or `[B]` tensors (one per sequence). A batched call computes exactly the same
+float32 operations as the per-sequence call (the single path *is* the batched path with B = 1).
+Frames at or beyond `lengths[b]` are never read by a frame-mixing op (`resample`, `pad_or_resize`);
+their values are unspecified until `pad_or_resize` writes zeros there.
+
+float32 throughout, in the order TF evaluates it; device-agnostic (no numpy, no F.interpolate, whose
+bilinear is off by 1.3e-4 and bicubic by 0.32 against tf.image.resize)."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+N_POINTS = 128
+N_COLS = N_POINTS * 3
+F32 = torch.float32
+Param = Union[float, int, torch.Tensor]
+METHODS = ("bilinear", "bicubic", "nearest")
+
+# ---------------------------------------------------------------------------------------------
+# flip_lr: the reference's point groups (augment.py `splits`) and the L/R swap of `flip_lr`.
+_GROUPS = (21, 21, 5, 5, 18, 18, 16, 16, 1, 1, 6)  # lhand rhand lpose rpose llip rlip leye reye lnose rnose mid
+
+
+def _flip_perm() -> Tuple[int, ...]:
+    starts, s = [], 0
+    for n in _GROUPS:
+        starts.append(s)
+        s += n
+    rng = [list(range(a, a + n)) for a, n in zip(starts, _GROUPS)]
+    # concat order [rhand, lhand, rpose, lpose, rlip, llip, reye, leye, rnose, lnose, mid]
+    order = [1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 10]
+    return tuple(i for g in order for i in rng[g])
+
+
+FLIP_PERM: Tuple[int, ...] = _flip_perm()
+"""new point i = old point FLIP_PERM[i] (an involution; the 6 mid points stay in place)."""
+
+
+def _is_batch(x: torch.Tensor) -> bool:
+    if x.dim() not in (2, 3):
+        raise ValueError(f"expected [T, C] or [B, T, C], got shape {tuple(x.shape)}")
+    return x.dim() == 3
+
+
+def _f32(v: Param, device) -> torch.Tensor:
+    # A python float becomes float32 here, as TF converts its python constants.
+    return torch.as_tensor(v, dtype=F32, device=device)
+
+
+def _per_seq(v: Param, x: torch.Tensor, trailing: int, dtype=F32) -> torch.Tensor:
+    """`v` as a tensor broadcastable against x's batch axis: 0-d stays 0-d, [B] -> [B, 1, ..., 1]."""
+    t = torch.as_tensor(v, dtype=dtype, device=x.device)
+    if t.dim() == 0:
+        return t
+    if not _is_batch(x) or t.shape != (x.shape[0],):
+        raise ValueError(f"per-sequence parameter of shape {tuple(t.shape)} does not fit input {tuple(x.shape)}")
+    return t.view(-1, *([1] * trailing))
+
+
+def _points(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[-1] != N_COLS:
+        raise ValueError(f"expected {N_COLS} raw columns, got {x.shape[-1]}")
+    return x.reshape(*x.shape[:-1], N_POINTS, 3)
+
+
+def flip_lr(x: torch.Tensor) -> torch.Tensor:
+    """x <- 1 - x on every point, then swap left/right point groups (reference `flip_lr`).
+    NaN stays NaN; y and z only move with their points. Bit-exact."""
+    p = _points(x)[..., list(FLIP_PERM), :]
+    p = torch.cat([1.0 - p[..., :1], p[..., 1:]], dim=-1)  # 1. - x in float32, as TF
+    return p.reshape(x.shape)
+
+
+def scale(x: torch.Tensor, factor: Param) -> torch.Tensor:
+    """x, y and z times `factor`, about the origin (scale_method 0). Bit-exact."""
+    return x * _per_seq(factor, x, 2)
+
+
+# Two TF roundings exist for the reference's constant divisions (checked against TF 2.21):
+# - inside tf.data (how the reference trains: Dataset.map(PreprocessLayer.call)) the graph runs as
+#   written: deg / 180 * pi, (x - means) / stds, range(T) / 1000. True divisions, bit-exact here.
+# - a direct tf.function call (eager PreprocessLayer(...)(x), the TFLite export) goes through grappler,
+#   which folds them into multiplications: deg * (float32(pi) * (1/180)), (x - means) *
+#   tf.math.reciprocal(stds), range(T) * float32(0.001). `folded=True` / `inv_stds` select that form.
+#   (The spec, §2.4, reports only this second form.)
+_PI = float(torch.tensor(math.pi, dtype=F32))
+_DEG2RAD_FOLDED = float(torch.tensor(_PI, dtype=F32) * (torch.tensor(1.0, dtype=F32) / torch.tensor(180.0, dtype=F32)))
+
+
+def radians(degrees: Param, device=None, folded: bool = False) -> torch.Tensor:
+    """The reference's float32 `degree / 180 * np.pi` (or its folded form)."""
+    d = _f32(degrees, device)
+    if folded:
+        return d * _f32(_DEG2RAD_FOLDED, device)
+    return (d / _f32(180.0, device)) * _f32(_PI, device)
+
+
+# TF evaluates cos/sin of the scalar angle with glibc's cosf/sinf (its scalar Eigen path), which are
+# not correctly rounded (~2% of angles differ by 1 ulp from round(cos(double))). For |x| < 0.75 (the
+# reference draws |deg| < 15) glibc evaluates a fixed polynomial in double (sysdeps/ieee754/flt-32,
+# __sincosf_table), reproduced here: identical to TF on 20k angles.
+_H = float.fromhex
+_COS = (1.0, _H("-0x1.ffffffd0c621cp-2"), _H("0x1.55553e1068f19p-5"), _H("-0x1.6c087e89a359dp-10"), _H("0x1.99343027bf8c3p-16"))
+_SIN = (_H("-0x1.555545995a603p-3"), _H("0x1.1107605230bc4p-7"), _H("-0x1.994eb3774cf24p-13"))
+
+
+def _glibc_cos_sin(rad: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    x = rad.double()
+    x2 = x * x
+    x3 = x * x2
+    sin_ = (x + x3 * _SIN[0]) + (x3 * x2) * (_SIN[1] + x2 * _SIN[2])
+    x4 = x2 * x2
+    cos_ = ((_COS[0] + x2 * _COS[1]) + x4 * _COS[2]) + (x4 * x2) * (_COS[3] + x2 * _COS[4])
+    tiny = rad.abs() < 2.0 ** -12  # glibc returns x and 1 there
+    sin_ = torch.where(tiny, rad, sin_.to(F32))
+    cos_ = torch.where(tiny, torch.ones_like(rad), cos_.to(F32))
+    # beyond the polynomial's range glibc reduces the argument; not reproduced: correctly rounded instead
+    big = rad.abs() >= 0.75
+    return torch.where(big, torch.cos(x).to(F32), cos_), torch.where(big, torch.sin(x).to(F32), sin_)
+
+
+def rotation_cos_sin(degrees: Param, device=None, folded: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """float32 cos and sin of the reference's float32 radians, as TF's CPU kernels give them (glibc)."""
+    return _glibc_cos_sin(radians(degrees, device, folded))
+
+
+def _fma(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """float32 fused multiply-add via float64 (the product of two floats is exact in double; the
+    double rounding of the sum differs from a true fma only in ~1 of 2^29 cases)."""
+    return (a.double() * b.double() + c.double()).to(F32)
+
+
+def rotate(x: torch.Tensor, degrees: Param, folded: bool = False) -> torch.Tensor:
+    """Rotate (x, y) about (0.5, 0.5) by `degrees`: x' = x c - y s, y' = x s + y c.
+    As in the reference, z is also shifted by -0.5 and back, which is not always the identity in
+    float32. TF's matmul ([x, y] @ [[c, s], [-s, c]], oneDNN on an FMA CPU) accumulates as
+    fma(y, -s, x*c) and fma(y, c, x*s); reproduced bit for bit (on a CPU without FMA TF would round
+    the products separately: then ≤ 1 ulp apart)."""
+    c, s = rotation_cos_sin(degrees, x.device, folded)
+    if c.dim():
+        if not _is_batch(x) or c.shape != (x.shape[0],):
+            raise ValueError(f"per-sequence degrees of shape {tuple(c.shape)} do not fit input {tuple(x.shape)}")
+        c, s = c.view(-1, 1, 1), s.view(-1, 1, 1)
+    p = _points(x) - 0.5
+    px, py, pz = p[..., 0], p[..., 1], p[..., 2]
+    nx = _fma(py, -s, px * c)
+    ny = _fma(py, c, px * s)
+    return (torch.stack([nx, ny, pz], dim=-1) + 0.5).reshape(x.shape)
+
+
+def shift(x: torch.Tensor, dx: Param, dy: Param, dz: Param) -> torch.Tensor:
+    """Add dx, dy, dz to every point's x, y, z (shift_method 1). Bit-exact."""
+    d = torch.stack(torch.broadcast_tensors(_f32(dx, x.device), _f32(dy, x.device), _f32(dz, x.device)), dim=-1)
+    if d.dim() > 1:
+        if not _is_batch(x) or d.shape[0] != x.shape[0]:
+            raise ValueError(f"per-sequence shifts of shape {tuple(d.shape[:-1])} do not fit input {tuple(x.shape)}")
+        d = d.view(-1, 1, 1, 3)
+    return (_points(x) + d).reshape(x.shape)
+
+
+def temporal_seq_mask(x: torch.Tensor, start: Param, size: Param) -> torch.Tensor:
+    """Frames [start, start + size) become NaN (all columns); size 0 masks nothing. Bit-exact."""
+    t = torch.arange(x.shape[-2], device=x.device)
+    a = _per_seq(start, x, 1, torch.int64)
+    n = _per_seq(size, x, 1, torch.int64)
+    m = (t >= a) & (t < a + n)
+    return x.masked_fill(m.unsqueeze(-1), float("nan"))
+
+
+def seq_mask_size(length: int, frac: Param) -> int:
+    """Masked span: int32(float32(T) * frac), truncated."""
+    return int(_f32(length, "cpu") * _f32(frac, "cpu"))
+
+
+def seq_mask_offset_high(length: int, size: int) -> int:
+    """Exclusive upper bound of the span's start: clip(T - size, 1, T). So the last frame is never masked."""
+    return min(max(length - size, 1), length)
+
+
+def reciprocal(stds) -> torch.Tensor:
+    """Correctly rounded float32 1/stds, for the folded (direct tf.function) form of the normalization.
+    TF's own tf.math.reciprocal is an Eigen Newton step whose last bit depends on the CPU (123 of 384
+    entries differ on an AVX-512 EPYC); pass TF's values as `inv_stds` to be bit-exact with that form."""
+    return 1.0 / torch.as_tensor(stds, dtype=F32)
+
+
+def normalize(x: torch.Tensor, means, stds=None, inv_stds=None) -> torch.Tensor:
+    """(x - means) / stds per column, as the reference trains (tf.data); with `inv_stds`, the folded
+    form (x - means) * inv_stds of a direct tf.function call. NaN stays NaN."""
+    m = torch.as_tensor(means, dtype=F32, device=x.device)
+    if inv_stds is not None:
+        return (x - m) * torch.as_tensor(inv_stds, dtype=F32, device=x.device)
+    if stds is None:
+        raise ValueError("normalize needs stds or inv_stds")
+    return (x - m) / torch.as_tensor(stds, dtype=F32, device=x.device)
+
+
+def concat_normalized(raw: torch.Tensor, normed: torch.Tensor) -> torch.Tensor:
+    """Per frame: 384 raw (augmented) columns, then the 384 normalized ones (reference concat on axis -2)."""
+    return torch.cat([raw, normed], dim=-1)
+
+
+def nan_to_zero(x: torch.Tensor) -> torch.Tensor:
+    """NaN -> 0 (missing hands, masked spans). ±inf is kept, as tf.where(is_nan) does."""
+    return torch.where(torch.isnan(x), torch.zeros((), dtype=x.dtype, device=x.device), x)
+
+
+def positions(n: int, device=None, folded: bool = False) -> torch.Tensor:
+    """float32(t) / 1000 for t < n (folded: float32(t) * float32(0.001))."""
+    t = torch.arange(n, dtype=F32, device=device)
+    return t * _f32(0.001, device) if folded else t / _f32(1000.0, device)
+
+
+def add_pos(x: torch.Tensor, folded: bool = False) -> torch.Tensor:
+    """Append the frame position t/1000 as a last column."""
+    p = positions(x.shape[-2], x.device, folded).unsqueeze(-1)
+    return torch.cat([x, p.expand(*x.shape[:-1], 1)], dim=-1)
+
+
+def resample_length(length: int, rate: Param) -> int:
+    """Resampled length: max(1, int32(rate * float32(T)))."""
+    return max(1, int(_f32(rate, "cpu") * _f32(length, "cpu")))
+
+
+# ---------------------------------------------------------------------------------------------
+# tf.image.resize along time (half_pixel_centers=True, antialias=False), per TF's CPU kernels
+# (tensorflow/core/kernels/image/resize_{bilinear,bicubic,nearest_neighbor}_op.cc). The image is
+# [1, T, C] (height 1), so only the width axis is resampled; the height pass is an exact identity.
+# All three are bit-exact against TF 2.21 over 1245 (T, L) pairs, bicubic included (the spec, §2.4,
+# reports ≤ 1.2e-6 for its bicubic port): the table is built in double from a float x as
+# InitCoeffsTable does, offset = lrintf(delta * 1024), out-of-range taps weigh 0, the weights are
+# renormalized with 1.0f / sum, and the taps are summed left to right.
+
+def _bicubic_table() -> torch.Tensor:
+    """TF's Keys-cubic (a = -0.5) table: 1025 rows of (w(d), w(d + 1)), evaluated in double from
+    a float x and stored as float, as InitCoeffsTable does."""
+    a = -0.5
+    i = torch.arange(1025, dtype=torch.float64)
+    x = (i / 1024).to(F32).double()
+    w0 = ((a + 2) * x - (a + 3)) * x * x + 1
+    x1 = (x.to(F32) + 1.0).double()
+    w1 = ((a * x1 - 5 * a) * x1 + 8 * a) * x1 - 4 * a
+    return torch.stack([w0, w1], dim=-1).to(F32)
+
+
+_TABLES = {}
+
+
+def _table(device) -> torch.Tensor:
+    key = str(device)
+    if key not in _TABLES:
+        _TABLES[key] = _bicubic_table().to(device)
+    return _TABLES[key]
+
+
+def _gather(xf: torch.Tensor, base: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows idx[b, o] of sequence b from the flattened [B*T, C] input."""
+    b, n = idx.shape
+    return xf.index_select(0, (base + idx).reshape(-1)).view(b, n, xf.shape[-1])
+
+
+def _resample_taps(in_len: torch.Tensor, out_len: torch.Tensor, n_out: int, method: str):
+    """Gather indices [B, n_out] and float32 weights per tap for one method."""
+    dev = in_len.device
+    in_f = in_len.to(F32).unsqueeze(1)
+    scale_ = in_f / out_len.to(F32).unsqueeze(1)  # CalculateResizeScale: float(in) / float(out)
+    o = torch.arange(n_out, dtype=F32, device=dev).unsqueeze(0)
+    last = (in_len - 1).unsqueeze(1)
+    if method == "nearest":
+        # HalfPixelScalerForNN: (o + 0.5f) * scale, floorf, clamped to [0, T-1]
+        src = (o + 0.5) * scale_
+        idx = torch.minimum(torch.floor(src).to(torch.int64), last).clamp_min(0)
+        return [idx], []
+    src = (o + 0.5) * scale_ - 0.5  # HalfPixelScaler
+    fl = torch.floor(src)
+    if method == "bilinear":
+        # TF: lo = max(floor, 0), hi = min(ceil, T-1). lo <= T-1 holds for every real output; the
+        # clamp only keeps padding positions (o >= size in a batch) inside the sequence.
+        lo = torch.minimum(fl.to(torch.int64).clamp_min(0), last)
+        hi = torch.minimum(torch.ceil(src).to(torch.int64), last)
+        return [lo, hi], [src - fl]
+    if method == "bicubic":
+        loc = fl.to(torch.int64)
+        delta = src - fl
+        off = torch.round(delta * 1024.0).to(torch.int64)  # lrintf: round half to even, like torch.round
+        tab = _table(dev)
+        cand = [tab[off, 1], tab[off, 0], tab[1024 - off, 0], tab[1024 - off, 1]]
+        idx, w = [], []
+        for k, c in zip(range(-1, 3), cand):
+            j = loc + k
+            b = torch.minimum(j.clamp_min(0), last)  # Bound(val, limit)
+            idx.append(b)
+            # taps outside [0, T-1] get weight 0 (not edge replication) ...
+            w.append(torch.where(b == j, c, torch.zeros((), dtype=F32, device=dev)))
+        # ... and the four weights are renormalized: sum left to right, times 1.0f / sum.
+        total = ((w[0] + w[1]) + w[2]) + w[3]
+        ok = total.abs() >= 1000.0 * torch.finfo(F32).tiny
+        inv = 1.0 / torch.where(ok, total, torch.ones((), dtype=F32, device=dev))
+        w = [torch.where(ok, wk * inv, wk) for wk in w]
+        return idx, w
+    raise ValueError(f"unknown resize method {method!r}; expected one of {METHODS}")
+
+
+def _resample_batch(x: torch.Tensor, lengths: torch.Tensor, sizes: torch.Tensor, method: str) -> torch.Tensor:
+    """[B, T, C] -> [B, max(sizes), C], zero beyond each size."""
+    bsz, t, c = x.shape
+    n_out = int(sizes.max()) if bsz else 0
+    xf = x.reshape(bsz * t, c)
+    base = (torch.arange(bsz, device=x.device) * t).unsqueeze(1)
+    idx, w = _resample_taps(lengths, sizes, n_out, method)
+    if method == "nearest":
+        out = _gather(xf, base, idx[0])
+    elif method == "bilinear":
+        # out = x[lo] + (x[hi] - x[lo]) * t   (compute_lerp; the y lerp is 0, an exact identity)
+        a = _gather(xf, base, idx[0])
+        out = a + (_gather(xf, base, idx[1]) - a) * w[0].unsqueeze(-1)
+    else:
+        # Interpolate1D: v0*w0 + v1*w1 + v2*w2 + v3*w3, left to right
+        out = _gather(xf, base, idx[0]) * w[0].unsqueeze(-1)
+        for k in range(1, 4):
+            out = out + _gather(xf, base, idx[k]) * w[k].unsqueeze(-1)
+    valid = torch.arange(n_out, device=x.device).unsqueeze(0) < sizes.unsqueeze(1)
+    return torch.where(valid.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype, device=out.device))
+
+
+def resample(x: torch.Tensor, size: Param, method: Union[str, Sequence[str]] = "bilinear",
+             lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Resample the time axis to `size` frames exactly as tf.image.resize(x[None], (1, size), method).
+
+    One sequence: x [T, C], size int -> [size, C]. Batch: x [B, T, C] with lengths [B] (default T),
+    size int or [B], method one name or one per sequence -> [B, max(size), C], zero past each size.
+    Bilinear and nearest are bit-exact; bicubic uses TF's table, edge weights and renormalization."""
+    single = not _is_batch(x)
+    xb = x.unsqueeze(0) if single else x
+    bsz, dev = xb.shape[0], xb.device
+    xb = xb.to(F32)
+    lens = torch.full((bsz,), xb.shape[1], dtype=torch.int64, device=dev) if lengths is None \
+        else torch.as_tensor(lengths, dtype=torch.int64, device=dev).reshape(bsz)
+    sizes = torch.as_tensor(size, dtype=torch.int64, device=dev)
+    sizes = sizes.expand(bsz).clone() if sizes.dim() == 0 else sizes.reshape(bsz)
+    if bool((sizes < 1).any()) or bool((lens < 1).any()):
+        raise ValueError("resample needs lengths >= 1 and sizes >= 1")
+    methods = [method] * bsz if isinstance(method, str) else list(method)
+    if len(methods) != bsz:
+        raise ValueError(f"{len(methods)} methods for {bsz} sequences")
+    n_out = int(sizes.max())
+    if len(set(methods)) == 1:
+        out = _resample_batch(xb, lens, sizes, methods[0])
+    else:
+        out = xb.new_zeros(bsz, n_out, xb.shape[-1])
+        for m in sorted(set(methods)):
+            sel = torch.tensor([i for i, mm in enumerate(methods) if mm == m], device=dev)
+            part = _resample_batch(xb.index_select(0, sel), lens[sel], sizes[sel], m)
+            out[sel, : part.shape[1]] = part
+    return out[0] if single else out
+
+
+def pad_or_resize(x: torch.Tensor, n: int = 320, lengths: Optional[torch.Tensor] = None
+                  ) -> Tuple[torch.Tensor, Union[int, torch.Tensor]]:
+    """To exactly n frames, as the reference: L < n is zero-padded (pos column included), L > n is
+    bilinearly resized to n (tf.image.resize, half-pixel, no antialias), L == n is kept.
+
+    Returns (out, length) with length = min(L, n), the number of non-padding frames. (The reference
+    itself returns max(L, n) as `n_frames_`, see `reference.reference_n_frames`.)"""
+    single = not _is_batch(x)
+    xb = x.unsqueeze(0) if single else x
+    bsz, t, c = xb.shape
+    dev = xb.device
+    lens = torch.full((bsz,), t, dtype=torch.int64, device=dev) if lengths is None \
+        else torch.as_tensor(lengths, dtype=torch.int64, device=dev).reshape(bsz)
+    keep = min(t, n)
+    out = xb.new_zeros(bsz, n, c)
+    valid = torch.arange(keep, device=dev).unsqueeze(0) < lens.unsqueeze(1)
+    out[:, :keep] = torch.where(valid.unsqueeze(-1), xb[:, :keep], torch.zeros((), dtype=xb.dtype, device=dev))
+    long_ = (lens > n).nonzero().flatten()
+    if long_.numel():
+        out[long_] = _resample_batch(xb.index_select(0, long_), lens[long_],
+                                     torch.full((long_.numel(),), n, dtype=torch.int64, device=dev), "bilinear")
+    length = lens.clamp_max(n)
+    return (out[0], int(length[0])) if single else (out, length)
+
+
+def temporal_mask(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Frame dropout: x * float(keep) per frame, all columns (pos and padding included). Bit-exact.
+    keep: bool [T] (or [B, T]); the reference draws it as U[0,1) > 0.5."""
+    k = torch.as_tensor(keep, device=x.device)
+    if k.shape != x.shape[:-1]:
+        raise ValueError(f"keep of shape {tuple(k.shape)} does not fit input {tuple(x.shape)}")
+    return x * k.to(x.dtype).unsqueeze(-1)
