@@ -27,6 +27,11 @@ _API = {
     "n_cols": "aslfr.data.transforms.frame",
     "load_stats": "aslfr.data.transforms.frame",
     "SCHEMA": "aslfr.format.schema",
+    "reference_preprocess": "aslfr.data.transforms.reference",
+    "reference_preprocess_batch": "aslfr.data.transforms.reference",
+    "ReferencePreprocess": "aslfr.data.transforms.reference",
+    "training_transforms": "aslfr.data.transforms.reference",
+    "inference_transforms": "aslfr.data.transforms.reference",
     "generate_synthetic": "aslfr.source.synthetic",
 }
 __all__ = sorted(_API)

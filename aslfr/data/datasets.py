@@ -154,16 +154,32 @@ class TFRecordShards(IterableDataset):
             start = offsets[a][0]
             end = offsets[b][0] if b < len(offsets) else None
         for n, data in enumerate(read_records(path, self.verify, start, end, first_record=a), start=a):
-            yield decode_record(data, f"{path}: record {n}")
+            yield (i, n), decode_record(data, f"{path}: record {n}")
 
     def __iter__(self) -> Iterator[Any]:
         slot, slots = _slot(self.rank, self.world_size)
         records = (r for i, a, b in self._ranges(slot, slots) for r in self._read(i, a, b))
         if self.shuffle and self.shuffle_buffer > 1:
             records = _buffer_shuffle(records, self.shuffle_buffer, np.random.default_rng([self.seed, self.epoch, slot]))
-        for rec in records:
+        for (i, n), rec in records:
             item = to_torch(rec) if self.torch_values else rec
-            yield self.transform(item) if self.transform else item
+            yield _transformed(self.transform, item, (self.seed, self.epoch, i, n))
+
+
+def record_generator(key: tuple[int, ...]) -> torch.Generator:
+    """A generator seeded by (seed, epoch, file, record): a record's random augmentations depend on
+    nothing else, so they are the same whatever the number of workers, ranks or the read order."""
+    g = torch.Generator()
+    g.manual_seed(int(np.random.SeedSequence(list(key)).generate_state(2, np.uint64)[0] >> 1))
+    return g
+
+
+def _transformed(transform: Callable | None, item: Any, key: tuple[int, ...]) -> Any:
+    if transform is None:
+        return item
+    if getattr(transform, "random", False):
+        return transform(item, generator=record_generator(key))
+    return transform(item)
 
 
 def _buffer_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
@@ -183,8 +199,10 @@ class TFRecordIndexed(Dataset):
     """Map-style access to shard records through their `.tfindex` files: len() and [i]."""
 
     def __init__(self, paths: str | Path | Sequence[str | Path], verify: bool = True,
-                 transform: Callable | None = None, torch_values: bool = True, allow_partial: bool = False):
+                 transform: Callable | None = None, torch_values: bool = True, allow_partial: bool = False,
+                 seed: int = 0):
         self.files = shard_files(paths, allow_partial)
+        self.seed, self.epoch = seed, 0
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self._where: list[tuple[int, int, int, int]] = []  # (file, record in file, offset, framed size)
         for fi, path in enumerate(self.files):
@@ -203,7 +221,11 @@ class TFRecordIndexed(Dataset):
         data = next(read_records(path, self.verify, offset, offset + size, first_record=k))
         rec = decode_record(data, f"{path}: record {k} at byte {offset}")
         item = to_torch(rec) if self.torch_values else rec
-        return self.transform(item) if self.transform else item
+        return _transformed(self.transform, item, (self.seed, self.epoch, fi, k))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random transforms draw anew each epoch (the reader seeds them per seed, epoch and record)."""
+        self.epoch = epoch
 
 
 __all__ = ["TFRecordShards", "TFRecordIndexed", "fold_files", "fold_of", "read_shard", "shard_files", "distributed_rank"]

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aslfr.data.transforms.functional import resample
+
 from aslfr.format.layout import MEANS, STDS
 from aslfr.format.vocab import N_COLS
 
@@ -39,7 +41,7 @@ class FrameTransform:
 
     Order as the reference's PreprocessLayer: normalize ((x - means) / stds), concat raw and
     normalized per frame, NaN -> 0, frame index / 1000 as a last column, pad with zeros or
-    resize (bilinear) to `max_frames`, drop z (the pos column is kept; the reference's slicing
+    resize (bilinear, as tf.image.resize computes it) to `max_frames`, drop z (the pos column is kept; the reference's slicing
     bug that loses it is not reproduced). The item also gets `n_frames` clipped to max_frames."""
 
     def __init__(self, means=None, stds=None, norm_frames: bool = True, concat_frames: bool = True,
@@ -66,8 +68,8 @@ class FrameTransform:
         if self.max_frames is not None:
             if t < self.max_frames:
                 x = F.pad(x, (0, 0, 0, self.max_frames - t))
-            elif t > self.max_frames:  # tf.image.resize(..., 'bilinear'): half-pixel centres, no antialias
-                x = F.interpolate(x.T[None], size=self.max_frames, mode="linear", align_corners=False)[0].T
+            elif t > self.max_frames:  # tf.image.resize(..., 'bilinear') exactly: half-pixel centres, no antialias
+                x = resample(x, self.max_frames, "bilinear")
         return x
 
     def __call__(self, item: Any) -> Any:

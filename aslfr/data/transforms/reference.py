@@ -142,3 +142,35 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool,
         raise ValueError(f"{len(per_seq)} draws for {bsz} sequences")
     plans = [pipe.sample(d, int(n)) for d, n in zip(per_seq, lens.tolist())]
     return pipe.apply_batch(x, lens, plans)
+
+
+class ReferencePreprocess:
+    """Reader item transform: `frames` [T, 384] -> the model input [n_frames, 769] as the reference's
+    PreprocessLayer gives it, plus `length` (non-padding frames). With `train`, the augmentations draw
+    from the `generator` the reader passes (seeded per record, epoch and seed), so a run is
+    reproducible whatever the number of workers.
+
+        ds = aslfr.TFRecordShards(files, shuffle=True, seed=0, transform=aslfr.ReferencePreprocess(means, stds))
+    """
+
+    def __init__(self, means, stds, *, train: bool = True, rounding: str = "tf.data", n_frames: int = N_FRAMES):
+        self.means = torch.as_tensor(means, dtype=torch.float32)
+        self.stds = torch.as_tensor(stds, dtype=torch.float32)
+        self.train, self.rounding, self.n_frames = train, rounding, n_frames
+        self.pipe = transforms(self.means, self.stds, train=train, rounding=rounding, n_frames=n_frames)
+
+    @property
+    def random(self) -> bool:
+        """Readers pass a per-record generator to random transforms."""
+        return self.train
+
+    def __call__(self, item, generator: Optional[torch.Generator] = None):
+        frames = item["frames"] if isinstance(item, dict) else item
+        x = _frames(frames)
+        plan = self.pipe.sample(A.TorchDraw(generator), x.shape[0])
+        out = self.pipe.apply(x, plan)
+        if not isinstance(item, dict):
+            return out, plan["length"]
+        item = dict(item)
+        item["frames"], item["length"] = out, torch.tensor(plan["length"], dtype=torch.int64)
+        return item

@@ -1,0 +1,77 @@
+"""The training side as users run it: FrameTransform's resize exact against TF, ReferencePreprocess
+in the readers with per-record seeding (same draws whatever the worker count), and the public API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import aslfr
+from test_train_pipeline import CASES, G, exact, frames_of, tf_out
+
+
+@pytest.mark.parametrize("ci", [i for i, m in enumerate(CASES) if not m["train"] and m["mode"] == "tf.data"])
+def test_frame_transform_equals_tf_inference(ci):
+    """FrameTransform(max_frames=320) is the reference's inference path, bit for bit (T > 320 included)."""
+    t = aslfr.FrameTransform(G["means"], G["stds"], max_frames=320)
+    out = t(frames_of(ci))
+    assert exact(out, tf_out(ci)), (out - tf_out(ci)).abs().max()
+
+
+def _by_id(loader, key="frames"):
+    out = {}
+    for batch in loader:
+        for sid, x in zip(batch["sequence_id"].tolist(), batch[key]):
+            out[sid] = x.clone()
+    return out
+
+
+def test_augmentations_do_not_depend_on_the_worker_count(converted):
+    d = converted / "tfrecords/train"
+    means, stds = aslfr.load_stats(d)
+    transform = aslfr.ReferencePreprocess(means, stds, train=True)
+
+    def run(workers, epoch=0, seed=5):
+        ds = aslfr.TFRecordShards(d, shuffle=True, seed=seed, transform=transform)
+        ds.set_epoch(epoch)
+        return _by_id(DataLoader(ds, batch_size=8, num_workers=workers, collate_fn=aslfr.pad_collate))
+
+    a, b = run(0), run(2)
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(x.shape == (320, 769) for x in a.values())
+    other = run(0, epoch=1)
+    assert sum(not torch.equal(a[k], other[k]) for k in a) > len(a) // 2  # new draws each epoch
+    again = aslfr.TFRecordIndexed(d, transform=transform, seed=5)
+    item = again[3]
+    assert torch.equal(item["frames"], a[int(item["sequence_id"])])  # same record, same seed and epoch: same draws
+
+
+def test_validation_path_has_no_randomness(converted):
+    d = converted / "tfrecords/train"
+    means, stds = aslfr.load_stats(d)
+    val = aslfr.ReferencePreprocess(means, stds, train=False)
+    assert not val.random
+    frame_t = aslfr.FrameTransform(means, stds, max_frames=320)
+    for rec in aslfr.TFRecordIndexed(d):
+        got = val(rec)
+        assert exact(got["frames"], frame_t(rec)["frames"])
+        assert int(got["length"]) == min(int(rec["n_frames"]), 320)
+
+
+def test_reference_preprocess_entry_points():
+    x = frames_of(0)
+    out, length = aslfr.reference_preprocess(x, G["means"], G["stds"], train=False)
+    assert out.shape == (320, 769) and length == min(x.shape[0], 320)
+    g = torch.Generator().manual_seed(3)
+    a, la = aslfr.reference_preprocess(x, G["means"], G["stds"], train=True, generator=g)
+    b, lb = aslfr.reference_preprocess(x, G["means"], G["stds"], train=True, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and la == lb
+    batch = torch.zeros(2, x.shape[0], 384)
+    batch[0], batch[1] = x, x
+    out2, lens = aslfr.reference_preprocess_batch(batch, torch.tensor([x.shape[0]] * 2), G["means"], G["stds"],
+                                                  train=False)
+    assert torch.equal(out2[0], out) and torch.equal(out2[1], out)
+    steps = aslfr.training_transforms(G["means"], G["stds"])
+    assert len(steps.transforms) == 12 and len(aslfr.inference_transforms(G["means"], G["stds"]).transforms) == 4
