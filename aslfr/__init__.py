@@ -23,6 +23,8 @@ _API = {
     "fold_files": "aslfr.data.datasets",
     "read_shard": "aslfr.format.schema",
     "pad_collate": "aslfr.data.collate",
+    "pack_collate": "aslfr.data.collate",
+    "unpack": "aslfr.data.collate",
     "FrameTransform": "aslfr.data.transforms.frame",
     "n_cols": "aslfr.data.transforms.frame",
     "load_stats": "aslfr.data.transforms.frame",

@@ -75,3 +75,50 @@ def test_reference_preprocess_entry_points():
     assert torch.equal(out2[0], out) and torch.equal(out2[1], out)
     steps = aslfr.training_transforms(G["means"], G["stds"])
     assert len(steps.transforms) == 12 and len(aslfr.inference_transforms(G["means"], G["stds"]).transforms) == 4
+
+
+def test_packed_batches_unpack_to_the_padded_batch(converted):
+    d = converted / "tfrecords/train"
+    items = list(aslfr.TFRecordShards(d, torch_values=False))[:10]
+    padded = aslfr.pad_collate(items)
+    torch_items = aslfr.pad_collate(list(aslfr.TFRecordShards(d))[:10])
+    packed = aslfr.pack_collate(items)
+    assert packed["frames"].shape == (int(padded["lengths"].sum()), 384)
+    unpacked = aslfr.unpack(packed)
+    for b in (unpacked, torch_items):
+        assert sorted(b) == sorted(padded)
+        for k, v in padded.items():
+            assert (torch.equal(v.nan_to_num(), b[k].nan_to_num()) and v.dtype == b[k].dtype) if torch.is_tensor(v) \
+                else v == b[k], k
+    assert padded["frames"].dtype == torch.float32 and padded["weight"].dtype == torch.float32
+    assert padded["phrase_"].shape == (10, 32) and padded["cls_label"].dtype == torch.int64
+    assert torch.equal(padded["target_lengths"], (padded["phrase_"] != 0).sum(1))
+    assert not padded["frames"][~padded["mask"]].any()  # zero padding
+
+
+def test_worker_batches_arrive_whole(converted):
+    """Batches collated in workers (one shared-memory storage per batch) equal in-process ones."""
+    d = converted / "tfrecords/train"
+    ds = aslfr.TFRecordShards(d, torch_values=False)
+    for collate in (aslfr.pad_collate, aslfr.pack_collate):
+        def rows(workers):  # per sequence: each worker batches its own share of the records
+            out = {}
+            for b in DataLoader(ds, batch_size=7, num_workers=workers, collate_fn=collate):
+                b = aslfr.unpack(b)
+                for i, sid in enumerate(b["sequence_id"].tolist()):
+                    n = int(b["lengths"][i])
+                    out[sid] = (b["frames"][i, :n].nan_to_num(), b["phrase_"][i], b["weight"][i], b["phrase"][i])
+            return out
+
+        here, there = rows(0), rows(2)
+        assert sorted(here) == sorted(there) and len(here) == 48
+        for sid, a in here.items():
+            b = there[sid]
+            assert all(torch.equal(x, y) for x, y in zip(a[:3], b[:3])) and a[3] == b[3]
+
+
+def test_throughput_rows(converted):
+    from aslfr.data import throughput
+
+    rate = throughput.loader(converted / "tfrecords/train", workers=0)
+    assert rate > 0
