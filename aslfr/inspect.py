@@ -34,7 +34,13 @@ def lines(cfg: DictConfig) -> list[str]:
             rec = find_sequence(out_dir, int(cfg.sequence_id))
         except KeyError as e:
             raise InputError(e.args[0]) from None
-        png = Path(cfg.png) if cfg.get("png") else out_dir / f"sequence_{cfg.sequence_id}.png"
+        suffix = "_augmentations" if cfg.get("augment") else ""
+        png = Path(cfg.png) if cfg.get("png") else out_dir / f"sequence_{cfg.sequence_id}{suffix}.png"
+        if cfg.get("augment"):
+            from aslfr.data.transforms.illustrate import render_augmentations
+
+            done = render_augmentations(rec["frames"], png, f"{rec['phrase']!r}: the training augmentations (grey: before)")
+            return [f"{done}: PNG of the training augmentations on {rec['phrase']!r} written"]
         return [f"{render(rec, png, int(cfg.frames))}: PNG of {rec['phrase']!r}, {rec['n_frames']} frames written"]
     return [format_table(d.name, summarize(d)) for d in dirs] + [COLUMNS]
 

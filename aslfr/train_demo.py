@@ -1,6 +1,8 @@
-"""`make train-demo` (`python -m aslfr.train_demo OUT_DIR`): a tiny CTC model trained for a few steps
-on the demo records, the way the reference training reads them (folds != valid_fold, supplemental
-mixed in with its weight, normalized + raw frames + position, DataLoader workers). Prints the loss."""
+"""`make train-demo` (`python -m aslfr.train_demo OUT_DIR`): a tiny CTC model trained for a few steps on
+the demo records as the reference's stage 1 trains: the training path (augmentations, [raw |
+normalized] + position, 320 frames) on DataLoader workers, train folds != valid_fold with the
+supplemental records mixed in at their weight, CTC over 61 tokens (blank = PAD = 0, targets keep
+EOS), loss = mean(weight x per-sample NLL); validation on the valid fold through the inference path."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from aslfr.format.vocab import VOCAB_SIZE
 
 
 class TinyCTC(nn.Module):
-    """Linear -> GRU -> per-frame logits over the 61 tokens (blank = PAD = 0)."""
+    """Linear -> GRU -> per-frame logits over the 61 tokens (blank = PAD = 0), 4x time pooling."""
 
     def __init__(self, width: int, hidden: int = 64):
         super().__init__()
@@ -25,7 +27,16 @@ class TinyCTC(nn.Module):
         self.out = nn.Linear(2 * hidden, VOCAB_SIZE)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.out(self.rnn(self.inp(frames))[0])
+        x = self.inp(frames)
+        x = nn.functional.avg_pool1d(x.transpose(1, 2), 4).transpose(1, 2)  # 320 -> 80 steps, as the reference
+        return self.out(self.rnn(x)[0])
+
+
+def ctc_losses(model: nn.Module, batch: dict, ctc: nn.CTCLoss) -> torch.Tensor:
+    """Per-sample CTC NLL; every sample has all 80 output steps (the reference's input_lengths)."""
+    logp = model(batch["frames"]).log_softmax(-1).transpose(0, 1)  # [T, B, V]
+    steps = torch.full((logp.shape[1],), logp.shape[0], dtype=torch.int64)
+    return ctc(logp, batch["phrase_"], steps, batch["target_lengths"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,30 +44,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("out_dir", nargs="?", default="out/demo")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--valid-fold", type=int, default=0)
     a = p.parse_args(argv)
     torch.manual_seed(0)
     records = Path(a.out_dir) / "tfrecords"
-    sup = records / "sup" if (records / "sup").is_dir() else None
+    sup = records / "sup" if (records / "sup" / "manifest.json").is_file() else None
     train_files, valid_files = aslfr.fold_files(records / "train", a.valid_fold, sup_dir=sup)
     means, stds = aslfr.load_stats(records / "train")
-    transform = aslfr.FrameTransform(means, stds, max_frames=256)
-    ds = aslfr.TFRecordShards(train_files, shuffle=True, seed=0, transform=transform)
-    loader = DataLoader(ds, batch_size=16, num_workers=a.workers, collate_fn=aslfr.pad_collate,
-                        persistent_workers=a.workers > 0)
-    model = TinyCTC(transform.width)
+    train = aslfr.TFRecordShards(train_files, shuffle=True, seed=0,
+                                 transform=aslfr.ReferencePreprocess(means, stds, train=True))
+    valid = aslfr.TFRecordShards(valid_files, transform=aslfr.ReferencePreprocess(means, stds, train=False))
+    loader = DataLoader(train, batch_size=a.batch_size, num_workers=a.workers, collate_fn=aslfr.pad_collate,
+                        persistent_workers=a.workers > 0, drop_last=True)
+    model = TinyCTC(aslfr.n_cols())
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True, reduction="none")
-    print(f"training on {len(ds)} records from {len(train_files)} shards (valid fold {a.valid_fold}: "
-          f"{len(valid_files)} shards), {a.workers} DataLoader workers")
+    print(f"training on {len(train)} records from {len(train_files)} shards (valid fold {a.valid_fold}: "
+          f"{len(valid)} records), {a.workers} DataLoader workers, training path: {aslfr.n_cols()} columns x 320 frames")
     step, epoch, first, last = 0, 0, None, None
     while step < a.steps:
-        ds.set_epoch(epoch)
+        train.set_epoch(epoch)
         for batch in loader:
-            logp = model(batch["frames"]).log_softmax(-1).transpose(0, 1)  # [T, B, V]
-            frame_lengths = torch.full((len(batch["lengths"]),), logp.shape[0], dtype=torch.int64)
-            loss = ctc(logp, batch["phrase_"], frame_lengths, batch["target_lengths"])
-            loss = (loss * batch["weight"]).mean()  # supplemental records weigh sup_weight
+            loss = (ctc_losses(model, batch, ctc) * batch["weight"]).mean()  # supplemental records weigh 0.1
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -68,7 +78,10 @@ def main(argv: list[str] | None = None) -> None:
             if step >= a.steps:
                 break
         epoch += 1
-    print(f"loss {first:.3f} -> {last:.3f} over {step} steps")
+    with torch.no_grad():
+        nll = [ctc_losses(model, b, ctc) for b in DataLoader(valid, batch_size=32, collate_fn=aslfr.pad_collate)]
+    print(f"loss {first:.3f} -> {last:.3f} over {step} steps; valid CTC NLL {torch.cat(nll).mean():.3f} "
+          f"(inference path, fold {a.valid_fold})")
 
 
 if __name__ == "__main__":

@@ -96,3 +96,15 @@ def test_missing_hands_are_not_drawn_at_origin(tmp_path):
         plt.Axes.scatter = real_scatter
     for x, y in drawn:
         assert not ((x == 0) & (y == 0)).any()
+
+
+def test_png_of_the_training_augmentations(converted, tmp_path):
+    from PIL import Image
+
+    rec = max(TFRecordShards(converted / "tfrecords/train", torch_values=False), key=lambda r: r["n_frames"])
+    res = subprocess.run([sys.executable, "-m", "aslfr.inspect", f"out_dir={converted}", f"+sequence_id={rec['sequence_id']}",
+                          "augment=true", f"png={tmp_path}/aug.png"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"{tmp_path}/aug.png: PNG of the training augmentations")
+    img = np.asarray(Image.open(tmp_path / "aug.png").convert("L"))
+    assert img.shape == (640, 1300) and (img < 128).mean() > 0.002

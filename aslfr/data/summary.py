@@ -73,6 +73,24 @@ def find_sequence(out_dir: Path, sequence_id: int) -> dict[str, Any]:
     raise KeyError(f"{out_dir}: sequence {sequence_id} not found in any records")
 
 
+def draw_skeleton(ax, p: np.ndarray, color: str | None = None, alpha: float = 1.0) -> None:
+    """One frame's 128 points [128, 3] in 2-D: hands, arms, lips, eyes and nose (NaN points are left
+    out by matplotlib). `color` draws everything in one colour (e.g. grey for a "before")."""
+    def c(default):
+        return color or default
+
+    for base, col in ((0, "tab:red"), (21, "tab:blue")):  # left, right hand
+        for a, b in _HAND_EDGES:
+            ax.plot(p[[base + a, base + b], 0], p[[base + a, base + b], 1], color=c(col), lw=1, alpha=alpha)
+        ax.scatter(p[base:base + 21, 0], p[base:base + 21, 1], s=6, color=c(col), alpha=alpha)
+    for base, col in ((42, "tab:orange"), (47, "tab:green")):  # arm pose
+        for a, b in _ARM_EDGES:
+            ax.plot(p[[base + a, base + b], 0], p[[base + a, base + b], 1], color=c(col), lw=1.5, alpha=alpha)
+    for sl, col, size in ((slice(52, 88), "tab:purple", 3), (slice(122, 126), "tab:purple", 3),  # lips
+                          (slice(88, 122), "tab:gray", 2), (slice(126, 128), "tab:gray", 2)):  # eyes, nose
+        ax.scatter(p[sl, 0], p[sl, 1], s=size, color=c(col), alpha=alpha)
+
+
 def render(rec: dict[str, Any], path: str | Path, n_frames: int = 8) -> Path:
     """Hands, arm pose and lips as 2-D landmarks for `n_frames` frames across the sequence; missing
     landmarks (NaN) are left out, never drawn at (0, 0)."""
@@ -91,18 +109,7 @@ def render(rec: dict[str, Any], path: str | Path, n_frames: int = 8) -> Path:
     for ax in axes.ravel():
         ax.axis("off")
     for ax, t in zip(axes.ravel(), idx):
-        p = pts[t]
-        for base, color in ((0, "tab:red"), (21, "tab:blue")):  # left, right hand
-            for a, b in _HAND_EDGES:
-                ax.plot(p[[base + a, base + b], 0], p[[base + a, base + b], 1], color=color, lw=1)
-            ax.scatter(p[base:base + 21, 0], p[base:base + 21, 1], s=6, color=color)
-        for base, color in ((42, "tab:orange"), (47, "tab:green")):  # arm pose
-            for a, b in _ARM_EDGES:
-                ax.plot(p[[base + a, base + b], 0], p[[base + a, base + b], 1], color=color, lw=1.5)
-        ax.scatter(p[52:88, 0], p[52:88, 1], s=3, color="tab:purple")  # lips
-        ax.scatter(p[122:126, 0], p[122:126, 1], s=3, color="tab:purple")
-        ax.scatter(p[88:122, 0], p[88:122, 1], s=2, color="tab:gray")  # eyes, nose
-        ax.scatter(p[126:128, 0], p[126:128, 1], s=2, color="tab:gray")
+        draw_skeleton(ax, pts[t])
         ax.set_xlim(lo[0] - 0.05, hi[0] + 0.05)
         ax.set_ylim(hi[1] + 0.05, lo[1] - 0.05)  # image coordinates: y grows downwards
         ax.set_title(f"frame {t}", fontsize=8)
