@@ -80,10 +80,12 @@ def test_aslfr_convert_script(small_data, converted, tmp_path):
     assert tree_bytes(tmp_path / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")
 
 
-def _readme_snippet() -> str:
+def _readme_snippet(heading: str = "## Reading the records in PyTorch") -> str:
+    """The Python blocks of one README section, joined."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Reading the records in PyTorch"):]
-    return section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
+    section = text[text.index(heading):]
+    section = section[: section.index("\n## ", 4)]
+    return "\n".join(block.split("```", 1)[0] for block in section.split("```python")[1:])
 
 
 def test_readme_python_snippet_runs_as_written(converted, tmp_path):
@@ -96,6 +98,18 @@ def test_readme_python_snippet_runs_as_written(converted, tmp_path):
     res = _run(str(script), cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "'frames'" in res.stdout and ", 769)" in res.stdout
+
+
+def test_readme_training_snippets_run_as_written(converted, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/demo").symlink_to(converted)
+    code = _readme_snippet("## Training like the reference")
+    assert "ReferencePreprocess" in code and "reference_preprocess_batch" in code
+    script = tmp_path / "snippet.py"
+    script.write_text(code + "\nprint('out', tuple(x.shape), int(length.max()))\n")
+    res = _run(str(script), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert ", 320, 769)" in res.stdout
 
 
 def test_supplemental_sweep_and_merge(small_data, converted, tmp_path):

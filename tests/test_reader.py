@@ -213,5 +213,7 @@ def test_train_demo_loss_falls(converted, capsys):
     from aslfr import train_demo
 
     train_demo.main([str(converted), "--steps", "12", "--workers", "0"])
-    losses = [float(line.split()[-1]) for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    out = capsys.readouterr().out
+    assert "training path: 769 columns x 320 frames" in out and "valid CTC NLL" in out and "(inference path, fold 0)" in out
+    losses = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("epoch")]
     assert len(losses) >= 2 and losses[-1] < losses[0]
