@@ -1,14 +1,16 @@
 """Batching variable-length sequences for training (CTC-ready), cheap to send from DataLoader workers.
 
-A batch crosses from a worker to the training process as shared memory, and each new shared segment
-costs a fixed ~0.5 ms plus ~0.6 ms per MB to fault in. So every tensor of a batch here is a view into one storage, allocated in
-shared memory when the collate runs in a worker (nothing is copied when the batch is sent, as with
-torch's `default_collate`), and `pack_collate` sends the frames unpadded (concatenated, with
-lengths) to be padded where they are consumed, e.g. on the GPU by `unpack`: padding ~160-frame
-sequences to the longest of their batch more than doubles the bytes to fault in and send."""
+A batch crosses from a worker to the training process as shared memory, and fresh shared memory
+costs ~0.6 ms per MB to fault in, more than decoding the records. So in a worker every tensor of a
+batch is a view into one segment of a small ring the worker reuses; the batch travels as that
+segment (a file descriptor, nothing copied) and the training process copies it out while
+unpickling it, then marks the segment free. `pack_collate` sends the frames unpadded (concatenated,
+with lengths) to be padded where they are consumed, e.g. on the GPU by `unpack`: padding ~160-frame
+sequences to the longest of their batch more than doubles the bytes to move."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,25 +19,97 @@ from torch.utils.data import get_worker_info
 
 from aslfr.format.vocab import PAD
 
+_HEADER = 64  # bytes before a batch in a worker's segment; byte 0 is 1 until the batch is copied out
+
+
+class _Ring:
+    """A worker's few shared-memory segments, reused batch after batch: fresh shared memory costs
+    ~0.6 ms per MB to fault in, several times what the training process spends copying a batch out
+    of a warm segment (which it does as it unpickles the batch, then marks the segment free)."""
+
+    def __init__(self, slots: int = 4):
+        self.slots: list[torch.UntypedStorage | None] = [None] * slots
+        self.next = 0
+
+    def take(self, nbytes: int) -> torch.UntypedStorage:
+        k, self.next = self.next, (self.next + 1) % len(self.slots)
+        seg = self.slots[k]
+        if seg is not None:
+            flag = _flag(seg)
+            deadline = time.monotonic() + 5.0
+            while flag.item() and time.monotonic() < deadline:  # still held: DataLoader prefetches 2 of 4
+                time.sleep(0.0002)
+            if flag.item():  # never copied out (a dropped batch): leave it alone
+                seg = None
+        if seg is None or seg.nbytes() < _HEADER + nbytes:
+            seg = torch.UntypedStorage._new_shared(int((_HEADER + nbytes) * 1.25) + 8)
+            self.slots[k] = seg
+        _flag(seg).fill_(1)
+        return seg
+
+
+_RING: _Ring | None = None
+
+
+def _flag(seg: torch.UntypedStorage) -> torch.Tensor:
+    return torch.empty(0, dtype=torch.uint8).set_(seg, 0, (1,))
+
+
 class _Arena:
-    """Tensors of one batch carved out of a single storage (shared memory inside a worker)."""
+    """Tensors of one batch carved out of a single storage: private memory in this process, or in a
+    DataLoader worker a reused shared segment of the worker's ring."""
 
     def __init__(self, specs: dict[str, tuple[tuple[int, ...], torch.dtype]]):
-        self.offsets, total = {}, 0
+        self.layout, total = {}, 0
         for name, (shape, dtype) in specs.items():
-            size = torch.empty((), dtype=dtype).element_size()
             total = -(-total // 8) * 8  # every view 8-byte aligned
-            self.offsets[name] = (total // size, shape, dtype)
-            total += int(np.prod(shape, dtype=np.int64)) * size
+            self.layout[name] = (total, tuple(shape), dtype)
+            total += int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
+        self.nbytes, self.base = total, 0
         if get_worker_info() is None:
             self.storage = torch.UntypedStorage(max(total, 8))
         else:
-            # fresh shared memory costs ~0.6 ms per MB to fault in (measured): one segment, no padding
-            self.storage = torch.UntypedStorage._new_shared(max(total, 8))
+            global _RING
+            _RING = _RING or _Ring()
+            self.storage, self.base = _RING.take(total), _HEADER
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        offset, shape, dtype = self.offsets[name]
-        return torch.empty(0, dtype=dtype).set_(self.storage, offset, shape)
+        return _view(self.storage, self.base, *self.layout[name])
+
+
+def _view(storage, base: int, offset: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    size = torch.empty((), dtype=dtype).element_size()
+    return torch.empty(0, dtype=dtype).set_(storage, (base + offset) // size, shape)
+
+
+class _SharedBatch(dict):
+    """A batch built in a worker's segment. It pickles as that segment (sent as a file descriptor,
+    no copy) and unpickles, in the training process, as a private copy; the segment is then free."""
+
+    def __init__(self, batch: dict[str, Any], arena: _Arena):
+        super().__init__(batch)
+        self.arena = arena
+
+    def __reduce__(self):
+        a = self.arena
+        seg = torch.empty(0, dtype=torch.uint8).set_(a.storage, 0, (a.storage.nbytes(),))
+        rest = {k: v for k, v in self.items() if k not in a.layout}
+        return _copy_out, (seg, a.layout, a.nbytes, rest)
+
+
+_MAPPED: list[torch.Tensor] = []  # recent segments: keeps their mappings (torch caches them per segment)
+
+
+def _copy_out(seg: torch.Tensor, layout: dict, nbytes: int, rest: dict[str, Any]) -> dict[str, Any]:
+    private = torch.empty(max(nbytes, 8), dtype=torch.uint8)
+    private[:nbytes].copy_(seg[_HEADER:_HEADER + nbytes])
+    seg[0] = 0  # the worker may reuse the segment
+    _MAPPED.append(seg)
+    del _MAPPED[:-64]
+    storage = private.untyped_storage()
+    batch = {k: _view(storage, 0, *spec) for k, spec in layout.items()}
+    batch.update(rest)
+    return batch
 
 
 def _numbers(items: Sequence[dict[str, Any]]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -81,7 +155,7 @@ def _collate(items: Sequence[dict[str, Any]], packed: bool) -> dict[str, Any]:
         torch.sum(batch["phrase_"] != PAD, dim=1, out=batch["target_lengths"])
     for k in strings:
         batch[k] = [it[k] for it in items]
-    return batch
+    return _SharedBatch(batch, arena) if arena.base else batch
 
 
 def pad_collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
