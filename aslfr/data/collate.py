@@ -84,32 +84,45 @@ def _view(storage, base: int, offset: int, shape: tuple[int, ...], dtype: torch.
 
 class _SharedBatch(dict):
     """A batch built in a worker's segment. It pickles as that segment (sent as a file descriptor,
-    no copy) and unpickles, in the training process, as a private copy; the segment is then free."""
+    no copy) and unpickles, in the training process, as a private copy; the segment is then free.
+    With `pad`, the packed frames are padded as they are copied out: fewer bytes cross over."""
 
-    def __init__(self, batch: dict[str, Any], arena: _Arena):
+    def __init__(self, batch: dict[str, Any], arena: _Arena, pad: bool):
         super().__init__(batch)
-        self.arena = arena
+        self.arena, self.pad = arena, pad
 
     def __reduce__(self):
         a = self.arena
         seg = torch.empty(0, dtype=torch.uint8).set_(a.storage, 0, (a.storage.nbytes(),))
         rest = {k: v for k, v in self.items() if k not in a.layout}
-        return _copy_out, (seg, a.layout, a.nbytes, rest)
+        return _copy_out, (seg, a.layout, rest, self.pad)
 
 
 _MAPPED: list[torch.Tensor] = []  # recent segments: keeps their mappings (torch caches them per segment)
 
 
-def _copy_out(seg: torch.Tensor, layout: dict, nbytes: int, rest: dict[str, Any]) -> dict[str, Any]:
-    private = torch.empty(max(nbytes, 8), dtype=torch.uint8)
-    private[:nbytes].copy_(seg[_HEADER:_HEADER + nbytes])
-    seg[0] = 0  # the worker may reuse the segment
+def _copy_out(seg: torch.Tensor, layout: dict, rest: dict[str, Any], pad: bool) -> dict[str, Any]:
+    small = {k: spec for k, spec in layout.items() if k != "frames"}
+    start = min(spec[0] for spec in small.values())
+    end = max(o + int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dt).element_size()
+              for o, shape, dt in small.values())
+    private = seg[_HEADER + start:_HEADER + end].clone().untyped_storage()
+    batch = {k: _view(private, -start, *spec) for k, spec in small.items()}
+    frames = _view(seg.untyped_storage(), _HEADER, *layout["frames"])
+    if pad:
+        lengths = batch["lengths"]
+        t_max = int(lengths.max())
+        batch["mask"] = torch.arange(t_max)[None, :] < lengths[:, None]
+        padded = frames.new_zeros((len(lengths), t_max, *frames.shape[1:]))
+        padded[batch["mask"]] = frames
+        batch["frames"] = padded
+    else:
+        batch["frames"] = frames.clone()
+    seg[0] = 0  # copied out: the worker may reuse the segment
     _MAPPED.append(seg)
     del _MAPPED[:-64]
-    storage = private.untyped_storage()
-    batch = {k: _view(storage, 0, *spec) for k, spec in layout.items()}
     batch.update(rest)
-    return batch
+    return {k: batch[k] for k in ("frames", "lengths", "mask", *layout, *rest) if k in batch}
 
 
 def _numbers(items: Sequence[dict[str, Any]]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -130,6 +143,9 @@ def _collate(items: Sequence[dict[str, Any]], packed: bool) -> dict[str, Any]:
     lens = [f.shape[0] for f in frames]
     b, t_max, cols = len(frames), max(lens), tuple(frames[0].shape[1:])
     arrays, strings = _numbers(items)
+    in_worker = get_worker_info() is not None
+    pad_later = in_worker and not packed  # padded by the training process as it copies the batch out
+    packed = packed or in_worker
     specs = {"frames": ((sum(lens), *cols) if packed else (b, t_max, *cols), frames[0].dtype),
              "lengths": ((b,), torch.int64)}
     if not packed:
@@ -142,7 +158,8 @@ def _collate(items: Sequence[dict[str, Any]], packed: bool) -> dict[str, Any]:
     batch["lengths"].copy_(torch.tensor(lens))
     if packed:
         torch.cat(frames, out=batch["frames"])
-        batch["packed"] = True
+        if not pad_later:
+            batch["packed"] = True
     else:
         out = batch["frames"]
         for i, f in enumerate(frames):
@@ -155,7 +172,7 @@ def _collate(items: Sequence[dict[str, Any]], packed: bool) -> dict[str, Any]:
         torch.sum(batch["phrase_"] != PAD, dim=1, out=batch["target_lengths"])
     for k in strings:
         batch[k] = [it[k] for it in items]
-    return _SharedBatch(batch, arena) if arena.base else batch
+    return _SharedBatch(batch, arena, pad_later) if arena.base else batch
 
 
 def pad_collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
