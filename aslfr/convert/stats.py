@@ -26,10 +26,15 @@ class ColumnStats:
         nan = np.isnan(frames)
         self.add_zeroed(np.where(nan, np.float32(0), frames), nan)
 
-    def add_zeroed(self, zeroed: np.ndarray, nan: np.ndarray) -> None:
-        """`add` for frames whose NaN (mask `nan`) are already 0, as the converter has them."""
-        self.count += zeroed.shape[0] - np.count_nonzero(nan, axis=0)
-        x = zeroed.astype(np.float64)
+    def add_zeroed(self, zeroed: np.ndarray, nan: np.ndarray, scratch: np.ndarray | None = None) -> None:
+        """`add` for frames whose NaN (mask `nan`) are already 0, as the converter has them;
+        `scratch` is a reusable float64 buffer of at least zeroed's shape."""
+        n = zeroed.shape[0]
+        # bytes summed in uint16: ~3x faster than count_nonzero(axis=0)
+        self.count += n - nan.view(np.uint8).sum(0, dtype=np.uint16 if n < 1 << 16 else np.int64)
+        x = zeroed.astype(np.float64) if scratch is None else scratch[:n]
+        if scratch is not None:
+            np.copyto(x, zeroed)
         self.total += x.sum(0)
         self.squares += np.einsum("ij,ij->j", x, x)
 

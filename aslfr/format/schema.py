@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from aslfr.format import vocab
-from aslfr.format.example import DecodeError, decode_example, encode_example
+from aslfr.format.example import DecodeError, ExampleBuffer, decode_example, encode_example
 from aslfr.format.tfrecord import CorruptRecordError, read_records
 
 
@@ -82,6 +82,11 @@ def wire_features(rec: Mapping[str, Any], reference_quirks: bool = True) -> dict
 def encode_record(rec: Mapping[str, Any], reference_quirks: bool = True) -> bytes:
     """One record's values as `tf.train.Example` bytes."""
     return encode_example(wire_features(rec, reference_quirks))
+
+
+def encode_record_into(rec: Mapping[str, Any], buf: ExampleBuffer, reference_quirks: bool = True) -> memoryview:
+    """`encode_record` into a reused buffer (a view of it, valid until the buffer's next use)."""
+    return buf.encode(wire_features(rec, reference_quirks))
 
 
 def decode_record(data: bytes | memoryview, where: str = "record") -> dict[str, Any]:

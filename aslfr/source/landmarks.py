@@ -90,10 +90,18 @@ class Landmarks:
     def __len__(self) -> int:
         return len(self.sequence_ids)
 
-    def frames(self, k: int) -> np.ndarray:
+    def n_rows(self, k: int) -> int:
+        return int(self._bounds[k + 1] - self._bounds[k])
+
+    def frames(self, k: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Sequence k, row-major; into `out` (at least n_frames rows) when given, a reused buffer."""
         a, b = int(self._bounds[k]), int(self._bounds[k + 1])
         block = self.data[:, a:b] if self._rows is None else self.data[:, self._rows[a:b]]
-        return np.ascontiguousarray(block.T)
+        if out is None:
+            return np.ascontiguousarray(block.T)
+        out = out[: b - a]
+        np.copyto(out, block.T)
+        return out
 
 
 def group_rows(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
