@@ -6,9 +6,12 @@ around 160 frames, whole-hand NaN runs, all 1629 float32 columns.
   a) floor: pyarrow reads the 384 selected columns of each file and writes the same float32 bytes
      to disk (fsync), one process per file on 2 processes; 2 files and 4 files
   b) the converter (python -m aslfr.convert, 2 workers) on the same 2 and 4 files
-  c) marginal ratio = (convert4 - convert2) / (floor4 - floor2); start-up = 2*convert2 - convert4
-  d) reader: records/s decoding every feature into torch tensors, CRC checks on
-  e) peak RSS of the converter's main process and of a worker
+  c) marginal ratio = (convert4 - convert2) / (floor4 - floor2); start-up = 2*convert2 - convert4;
+     per-file time in 2 workers against the converter in one process (num_workers=0)
+  d) a per-phase breakdown of one file, floor against converter, measured inside the workers
+     (ASLFR_PHASES=1): seconds, page faults, context switches, bytes touched
+  e) the reading paths (aslfr.data.throughput): in-process reader, DataLoader, training paths
+  f) peak RSS of the converter's main process and of a worker
 """
 
 from __future__ import annotations
@@ -51,22 +54,28 @@ def ensure_data(root: Path) -> tuple[Path, Path]:
     return full, two
 
 
-def _floor_one(args: tuple[str, str]) -> float:
-    """Read the selected columns of one file, write their float32 bytes, fsync; seconds taken."""
+def _floor_one(args: tuple[str, str]) -> tuple[float, dict]:
+    """Read the selected columns of one file, write their float32 bytes, fsync: (seconds, phases)."""
     import numpy as np
     import pyarrow.parquet as pq
 
+    from aslfr.convert import phases
     from aslfr.format.vocab import SELECTED_COLUMNS
 
     src, dst = args
+    phases.ENABLED = True
     t = time.perf_counter()
+    phases.start()
     table = pq.read_table(src, columns=SELECTED_COLUMNS)
+    phases.tick("read")
     with open(dst, "wb") as f:
         for col in table.columns:
             f.write(col.to_numpy().astype(np.float32, copy=False).tobytes())
         f.flush()
+        phases.tick("write")
         os.fsync(f.fileno())
-    return time.perf_counter() - t
+        phases.tick("fsync")
+    return time.perf_counter() - t, phases.take()
 
 
 def _warm(_: int) -> int:
@@ -96,37 +105,19 @@ def floor(files: list[Path], out: Path) -> tuple[float, list[float]]:
         return time.perf_counter() - t, per_file
 
 
-def convert(data: Path, out: Path) -> tuple[float, dict]:
+def convert(data: Path, out: Path, workers: int = 2) -> tuple[float, dict]:
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)
     os.sync()
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={data}", f"out_dir={out}", "num_workers=2",
-                          "progress=false", "+report=" + str(out / "report.json")], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={data}", f"out_dir={out}", f"num_workers={workers}",
+                          "progress=false", "report=" + str(out / "report.json")], capture_output=True, text=True,
+                         env=dict(os.environ, ASLFR_PHASES="1"))
     wall = time.perf_counter() - t
     if res.returncode:
         sys.exit(res.stderr)
     return wall, json.loads((out / "report.json").read_text())
-
-
-def reader_speed(records: Path, workers: int) -> float:
-    import torch  # noqa: F401
-    from torch.utils.data import DataLoader
-
-    from aslfr.data.collate import pad_collate
-    from aslfr.data.datasets import TFRecordShards
-
-    ds = TFRecordShards(records)
-    t = time.perf_counter()
-    n = 0
-    if workers == 0:
-        for _ in ds:
-            n += 1
-    else:
-        for batch in DataLoader(ds, batch_size=32, num_workers=workers, collate_fn=pad_collate):
-            n += len(batch["lengths"])
-    return n / (time.perf_counter() - t)
 
 
 def selected_bytes(files: list[Path]) -> int:
@@ -152,48 +143,90 @@ def main(argv: list[str] | None = None) -> None:
           f"{selected_bytes(files) / 1e6:.0f} MB of selected columns per file", flush=True)
 
     floor(order, root / "floor4")  # warm-up: every measurement reads from the page cache
-    runs: dict[str, list[float]] = {"f2": [], "f4": [], "c2": [], "c4": [], "floor_file": [], "convert_file": []}
+    runs: dict[str, list] = {k: [] for k in ("f2", "f4", "c2", "c4", "c4_inproc", "floor_file", "convert_file",
+                                              "inproc_file", "floor_phases", "convert_phases")}
     for _ in range(a.repeat):  # interleaved, medians reported; each starts with no dirty pages
         for key, fn in (("f2", lambda: floor(order[:2], root / "floor2")), ("f4", lambda: floor(order, root / "floor4")),
-                        ("c2", lambda: convert(two, root / "out2")), ("c4", lambda: convert(full, root / "out4"))):
+                        ("c2", lambda: convert(two, root / "out2")), ("c4", lambda: convert(full, root / "out4")),
+                        ("c4_inproc", lambda: convert(full, root / "out4", workers=0))):
             os.sync()
             time.sleep(a.settle)  # let the disk finish the previous run's writeback and deletes
             wall, detail = fn()
             runs[key].append(wall)
             if key.startswith("f"):
-                runs["floor_file"] += detail
+                runs["floor_file"] += [sec for sec, _ in detail]
+                if key == "f4":
+                    runs["floor_phases"] += [ph for _, ph in detail]
+            elif key == "c4_inproc":
+                runs["inproc_file"] += detail["file_seconds"]
             else:
                 runs["convert_file"] += detail["file_seconds"]
-                rep = detail
+                if key == "c4":
+                    runs["convert_phases"] += detail["file_phases"]
+                    rep = detail
     f2, f4, c2, c4 = (statistics.median(runs[k]) for k in ("f2", "f4", "c2", "c4"))
     per_file_floor, per_file_convert = statistics.median(runs["floor_file"]), statistics.median(runs["convert_file"])
+    per_file_inproc = statistics.median(runs["inproc_file"])
     marginal = (c4 - c2) / (f4 - f2)
     startup = 2 * c2 - c4
-    records = root / "out4" / "tfrecords" / "train"
-    r0 = reader_speed(records, 0)
-    r2 = reader_speed(records, 2)
     sel = selected_bytes(files)
     rows = [
+        ("runs per timing (median)", str(a.repeat)),
         ("floor, 2 files / 4 files (s)", f"{f2:.2f} / {f4:.2f}"),
         ("converter, 2 files / 4 files (s)", f"{c2:.2f} / {c4:.2f}"),
         ("marginal ratio (c4-c2)/(f4-f2) (target <= 1.3)", f"{marginal:.2f}"),
-        ("per file in a worker: floor (warm) / converter (first and later files) (s)", f"{per_file_floor:.2f} / {per_file_convert:.2f}"),
-        ("start-up, 2*c2 - c4 (target <= 5 s)", f"{startup:.2f} s"),
+        ("per file: floor / converter in a worker (2 workers) / in process (s)",
+         f"{per_file_floor:.2f} / {per_file_convert:.2f} / {per_file_inproc:.2f}"),
+        ("per file, 2 workers / in process (target <= 1.1)", f"{per_file_convert / per_file_inproc:.2f}"),
+        ("start-up, 2*c2 - c4 (target <= 3 s)", f"{startup:.2f} s"),
         ("converter imports + config, measured inside (s)", f"{rep['startup_seconds']:.2f}"),
         ("end-to-end / floor, 4 files", f"{c4 / f4:.2f}"),
-        ("reader, 1 process (rec/s, target >= 10,000)", f"{r0:,.0f}"),
-        ("reader, DataLoader 2 workers, batch 32 (rec/s)", f"{r2:,.0f}"),
         ("peak RSS main process (MB)", f"{rep['peak_rss_mb']['main']:.0f}"),
         ("peak RSS worker (MB) / growth over its start (MB)",
          f"{rep['peak_rss_mb']['worker']:.0f} / {rep['peak_rss_mb']['worker_growth']:.0f}"),
         ("worker growth / selected columns of one file (target <= 1.5)",
          f"{rep['peak_rss_mb']['worker_growth'] * 1e6 / sel:.2f}"),
     ]
-    rows.insert(0, ("runs per timing (median)", str(a.repeat)))
-    for key in ("f2", "f4", "c2", "c4"):
+    for key in ("f2", "f4", "c2", "c4", "c4_inproc"):
         rows.append((f"  raw {key} (s)", " ".join(f"{x:.2f}" for x in runs[key])))
+    from aslfr.data.throughput import reader_rows
+
+    rows += reader_rows(root / "out4" / "tfrecords" / "train")
     w = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{w}}  {v}" for k, v in rows))
+    print()
+    print(phase_table(runs["floor_phases"], runs["convert_phases"]))
+
+
+#: Bytes each phase reads + writes, in units of the file's frame bytes F (n_rows x 384 x 4), from the
+#: operations it runs: e.g. nan_stats = isnan (R F, W F/4), copy (R F, W F), NaN -> 0 (R F/4, W F),
+#: frame_mean (R F), NaN counts (R F/4), float64 copy (R F, W 2F), sums (R 2F), squares (R 4F).
+BYTES_TOUCHED = {
+    "floor": {"read": 1.0, "write": 4.0, "fsync": 1.0},
+    "converter": {"read": 2.0, "transpose": 2.0, "nan_stats": 14.75, "encode": 2.0, "crc": 2.0, "write": 2.0,
+                  "fsync": 1.0, "other": 0.0},
+}
+
+
+def phase_table(floor_phases: list[dict], convert_phases: list[dict]) -> str:
+    """Median per file and phase, for the floor's and the converter's workers (4-file runs)."""
+    def med(items, phase, key):
+        return statistics.median(p.get(phase, {}).get(key, 0.0) for p in items) if items else 0.0
+
+    order = ["read", "transpose", "nan_stats", "encode", "crc", "write", "fsync", "other"]
+    head = f"{'phase (median per file, 2 workers)':<36}{'floor s':>9}{'conv s':>9}{'floor flt':>10}{'conv flt':>10}" \
+           f"{'conv vcs/ivcs':>15}{'bytes xF fl/cv':>16}"
+    lines = [head]
+    for ph in order:
+        fs, cs = med(floor_phases, ph, "seconds"), med(convert_phases, ph, "seconds")
+        lines.append(f"{ph:<36}{fs:>9.3f}{cs:>9.3f}{med(floor_phases, ph, 'faults'):>10.0f}"
+                     f"{med(convert_phases, ph, 'faults'):>10.0f}"
+                     f"{med(convert_phases, ph, 'voluntary_cs'):>8.0f}/{med(convert_phases, ph, 'involuntary_cs'):<6.0f}"
+                     f"{BYTES_TOUCHED['floor'].get(ph, 0):>8g}/{BYTES_TOUCHED['converter'].get(ph, 0):<7g}")
+    tf = sum(med(floor_phases, ph, "seconds") for ph in order)
+    tc = sum(med(convert_phases, ph, "seconds") for ph in order)
+    lines.append(f"{'total':<36}{tf:>9.3f}{tc:>9.3f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

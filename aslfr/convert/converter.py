@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from aslfr.convert import receipts
+from aslfr.convert import phases, receipts
 from aslfr.convert.files import atomic_write_bytes, atomic_write_text
 from aslfr.convert.locks import locked, locked_all
 from aslfr.convert.procinfo import peak_rss_mb, process_age, rss_mb
@@ -137,8 +137,10 @@ class RecordBuffers:
     def record(self, lm, k: int, meta: dict[str, Any], s: Settings, stats: ColumnStats) -> memoryview:
         """Sequence k of `lm` as encoded Example bytes (a view of the reused buffer), its frames
         added to `stats`."""
+        phases.tick("other")
         self._grow(lm.n_rows(k))
         frames = lm.frames(k, out=self.frames)
+        phases.tick("transpose")
         n = frames.shape[0]
         nan = np.isnan(frames, out=self.nan[:n])
         zeroed = self.zeroed[:n]
@@ -146,7 +148,10 @@ class RecordBuffers:
         np.copyto(zeroed, 0, where=nan)  # shared by frame_mean and the statistics
         rec = make_record(meta, frames, s.weight, s.eos_always, zeroed)
         stats.add_zeroed(zeroed, nan, self.f64)
-        return encode_record_into(rec, self.encoded)
+        phases.tick("nan_stats")
+        encoded = encode_record_into(rec, self.encoded)
+        phases.tick("encode")
+        return encoded
 
 
 _BUFFERS = RecordBuffers()
@@ -178,7 +183,9 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
     s = p.settings
     path = p.files[i]
     t0 = time.perf_counter()
+    phases.start()
     lm = read_landmarks(path, reuse_buffer=True)
+    phases.tick("read")
     if len(lm) == 0:
         raise InputError(f"{path}: empty parquet file (no frames)")
     groups: dict[int, list[int]] = {f: [] for f in todo}
@@ -217,6 +224,9 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
         if shard:
             summary["shards"].append(shard["name"])
     del lm
+    phases.tick("other")
+    if phases.ENABLED:
+        summary["phases"] = phases.take()
     summary["peak_rss"] = peak_rss_mb()
     summary["seconds"] = time.perf_counter() - t0
 
@@ -265,6 +275,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     shards, resumed, files_resumed, missing = [], 0, 0, 0
     workers: dict[int, tuple[float, float]] = {}  # pid -> (rss at start, peak rss)
     file_seconds: list[float] = []
+    file_phases: list[dict] = []  # with ASLFR_PHASES=1 (make bench)
     startup = process_age()
     disable = None if s.progress else True  # None: tqdm shows bars on a terminal only, never in logs
     with tqdm(total=len(p.file_numbers), desc=f"{s.split} files", unit="file", disable=disable) as files_bar, \
@@ -281,6 +292,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
                 if "peak_rss" in summary:
                     workers[summary["pid"]] = (summary["rss_start"], summary["peak_rss"])
                     file_seconds.append(round(summary["seconds"], 3))
+                    file_phases.extend([summary["phases"]] if "phases" in summary else [])
                 resumed += summary["resumed"]
                 files_resumed += summary["resumed"] == len(s.selected_folds)
                 missing += summary["missing"]
@@ -300,6 +312,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - t0, 2),
         "startup_seconds": round(startup, 2),
         "file_seconds": file_seconds,
+        **({"file_phases": file_phases} if file_phases else {}),
         "peak_rss_mb": {"main": round(peak_rss_mb(), 1),
                         "worker": round(max((w[1] for w in workers.values()), default=0.0), 1),
                         "worker_growth": round(max((w[1] - w[0] for w in workers.values()), default=0.0), 1)},

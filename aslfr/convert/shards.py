@@ -13,6 +13,7 @@ import crc32c
 import numpy as np
 from tfrecord.writer import TFRecordWriter
 
+from aslfr.convert import phases
 from aslfr.convert.files import writing
 from aslfr.format.layout import index_name, shard_name, temporary_name
 from aslfr.format.tfrecord import index_bytes
@@ -34,8 +35,11 @@ class RecordWriter(TFRecordWriter):
         length_bytes = _HEADER.pack(len(record))
         head, tail = length_bytes + self.masked_crc(length_bytes), self.masked_crc(record)
         for part in (head, record, tail):
-            self.file.write(part)
             self.file_crc = crc32c.crc32c(part, self.file_crc)
+        phases.tick("crc")
+        for part in (head, record, tail):
+            self.file.write(part)
+        phases.tick("write")
         framed = len(record) + 16
         self.offsets.append((self.size, framed))
         self.size += framed
@@ -116,8 +120,10 @@ class ShardWriter:
                 return
             with writing(self.tmp):
                 w.file.flush()
+                phases.tick("write")
                 os.fsync(w.file.fileno())
                 w.close()
+                phases.tick("fsync")
             count = len(w.offsets)
             if count == 0:
                 return

@@ -96,7 +96,11 @@ class Landmarks:
     def frames(self, k: int, out: np.ndarray | None = None) -> np.ndarray:
         """Sequence k, row-major; into `out` (at least n_frames rows) when given, a reused buffer."""
         a, b = int(self._bounds[k]), int(self._bounds[k + 1])
-        block = self.data[:, a:b] if self._rows is None else self.data[:, self._rows[a:b]]
+        if self._rows is None:
+            block = self.data[:, a:b]
+        else:  # a group's rows are in file order: one run (a slice) unless the sequence is split in the file
+            first, last = int(self._rows[a]), int(self._rows[b - 1])
+            block = self.data[:, first:last + 1] if last - first == b - a - 1 else self.data[:, self._rows[a:b]]
         if out is None:
             return np.ascontiguousarray(block.T)
         out = out[: b - a]
