@@ -21,6 +21,16 @@ from aslfr.format.tfrecord import index_bytes
 _HEADER = struct.Struct("<Q")
 
 
+def _write_all(file, parts) -> None:
+    """One writev system call per record (through the file's descriptor: nothing is buffered)."""
+    total = sum(len(p) for p in parts)
+    done = os.writev(file.fileno(), parts)
+    if done < total:  # rare short write: the rest one by one
+        rest = b"".join(bytes(p) for p in parts)[done:]
+        while rest:
+            rest = rest[os.write(file.fileno(), rest):]
+
+
 class RecordWriter(TFRecordWriter):
     """`tfrecord.TFRecordWriter` that takes serialized records, and remembers each record's
     (offset, framed size) for the index file and a running CRC32C of the whole file."""
@@ -37,8 +47,7 @@ class RecordWriter(TFRecordWriter):
         for part in (head, record, tail):
             self.file_crc = crc32c.crc32c(part, self.file_crc)
         phases.tick("crc")
-        for part in (head, record, tail):
-            self.file.write(part)
+        _write_all(self.file, (head, record, tail))
         phases.tick("write")
         framed = len(record) + 16
         self.offsets.append((self.size, framed))
