@@ -279,8 +279,9 @@ def test_interrupt_is_one_line_and_rerun_leaves_no_temporary_file(eight_files, t
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "aslfr.convert", f"data_dir={data}", f"out_dir={out}", f"num_workers={workers}",
            "progress=false"]
+    # a shell's background job inherits SIGINT ignored (CI may run us so): give the run a default one
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     receipts = out / "tfrecords/train/.aslfr"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(receipts.glob("*.json"))) < 6:
