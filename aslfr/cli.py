@@ -45,11 +45,19 @@ def one_line_errors() -> Iterator[None]:
     `finally` blocks have removed this process's temporary files."""
     interrupted = []
 
-    def on_term(signum, frame):
+    def on_signal(signum, frame):
+        # once only, here and in forked workers (which inherit this handler): the DataLoader's
+        # shutdown sends its workers SIGTERM, and a second KeyboardInterrupt raised inside a
+        # `finally` would stop it from removing its temporary files
+        if interrupted:
+            return
         interrupted.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term) if threading.current_thread() is threading.main_thread() else None
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+                    if sig == signal.SIGTERM or signal.getsignal(sig) is signal.default_int_handler}
     try:
         yield
     except KeyboardInterrupt:
@@ -63,8 +71,8 @@ def one_line_errors() -> Iterator[None]:
             fail(INTERRUPTED, 130)
         raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _describe(e: BaseException) -> str:

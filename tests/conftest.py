@@ -4,10 +4,11 @@ with `tests/reference/shim` standing in for TensorFlow), and a converter call vi
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import subprocess
 import sys
-import types
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,31 @@ def run_reference(data_dir, out_dir, split: str = "train") -> Path:
     res = subprocess.run([sys.executable, str(NOTEBOOK)], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     return Path(out_dir) / "tfrecords" / obj
+
+
+@contextmanager
+def shim_imports():
+    """`tests/reference/shim` (stand-ins for tensorflow, six, pymp, icecream) importable inside the
+    block only: afterwards sys.path and sys.modules are as before, so no other test sees them."""
+    names = [p.stem for p in SHIM.glob("*.py")]
+    saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
+    sys.path.insert(0, str(SHIM))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(SHIM))
+        for n in names:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)
+
+
+def needs(module: str):
+    """Skip (with the reason) a test whose optional test dependency is not installed."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    return pytest.mark.skipif(not found, reason=f"{module} is not installed (a test extra: pip install -e '.[test]')")
 
 
 @pytest.fixture(scope="session")
@@ -81,13 +107,9 @@ def notebook():
     keep = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
             and not (isinstance(n, (ast.Import, ast.ImportFrom)) and any(a.name in ("pymp",) for a in n.names))
             and getattr(n, "name", "") != "FLAGS"]
-    sys.path.insert(0, str(SHIM))
-    import tensorflow as tf_shim  # the stand-in
-
     ns = {"__name__": "notebook"}
-    sys.modules.setdefault("icecream", types.SimpleNamespace(ic=lambda *a: a))
-    exec(compile(ast.Module(keep, []), str(NOTEBOOK), "exec"), ns)
-    ns["tf"] = tf_shim
+    with shim_imports():  # the notebook's imports bind the stand-ins into its namespace only
+        exec(compile(ast.Module(keep, []), str(NOTEBOOK), "exec"), ns)
     ns["ic"] = lambda *a: a
 
     class FLAGS:

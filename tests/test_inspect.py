@@ -10,6 +10,7 @@ import pytest
 
 from aslfr.data.summary import render, summarize
 from aslfr.data.datasets import TFRecordShards
+from conftest import needs
 
 
 def test_summary_numbers(small_data, converted, reference_out):
@@ -59,6 +60,7 @@ def test_cli_table(converted, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@needs("matplotlib")
 def test_png_of_a_sequence(converted, tmp_path):
     from PIL import Image  # matplotlib's own dependency
 
@@ -73,6 +75,7 @@ def test_png_of_a_sequence(converted, tmp_path):
     assert (img < 128).mean() > 0.002 and len(np.unique(img)) > 20  # real drawing, not blank
 
 
+@needs("matplotlib")
 def test_missing_hands_are_not_drawn_at_origin(tmp_path):
     import matplotlib
 
@@ -98,6 +101,7 @@ def test_missing_hands_are_not_drawn_at_origin(tmp_path):
         assert not ((x == 0) & (y == 0)).any()
 
 
+@needs("matplotlib")
 def test_png_of_the_training_augmentations(converted, tmp_path):
     from PIL import Image
 

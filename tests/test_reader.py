@@ -186,10 +186,10 @@ def test_public_api(converted, small_data, tmp_path):
     assert (root / "train.csv").read_text().count("\n") == 4
 
 
-def _rank_main(rank, world, records, port, out):
+def _rank_main(rank, world, records, rendezvous, out):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     ds = TFRecordShards(records, shuffle=True, seed=5)
     ids = [int(x["sequence_id"]) for x in DataLoader(ds, batch_size=None, num_workers=2)]
     (out / f"rank{rank}.txt").write_text(" ".join(map(str, ids)))
@@ -197,14 +197,10 @@ def _rank_main(rank, world, records, port, out):
 
 
 def test_exactly_once_with_real_torch_distributed(converted, tmp_path):
-    import socket
-
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_rank_main, args=(2, converted / "tfrecords/train", port, tmp_path), nprocs=2)
+    # a file rendezvous: no port to pick and lose to another process
+    mp.spawn(_rank_main, args=(2, converted / "tfrecords/train", tmp_path / "rendezvous", tmp_path), nprocs=2)
     ids = [int(x) for r in range(2) for x in (tmp_path / f"rank{r}.txt").read_text().split()]
     assert len(ids) == len(set(ids)) == 48
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import convert, tree_bytes
+from conftest import convert, needs, tree_bytes
 
 
 def _sweep(data, out, cwd, *args):
@@ -18,8 +18,9 @@ def _sweep(data, out, cwd, *args):
     return res
 
 
-@pytest.mark.parametrize("launcher", [["hydra/launcher=submitit_local"],
-                                      ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]])
+@pytest.mark.parametrize("launcher", [
+    pytest.param(["hydra/launcher=submitit_local"], marks=needs("hydra_plugins.hydra_submitit_launcher")),
+    pytest.param(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], marks=needs("hydra_plugins.hydra_joblib_launcher"))])
 @pytest.mark.parametrize("sweep", [["shard_index=range(0,3)", "shard_count=3"], ["+fold=0,1,2,3"]])
 def test_sweep_union_equals_full_run(small_data, converted, tmp_path, launcher, sweep):
     out = tmp_path / "out"

@@ -4,6 +4,7 @@ concurrent runs into one out_dir leave a correct tree, and index files are check
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -70,11 +71,15 @@ def test_resume_rewrites_exactly_the_changed_file(data, tmp_path):
     out = tmp_path / "out"
     convert(data, out, "num_workers=0")
     d = out / "tfrecords/train"
-    stamps = {p.name: p.stat().st_mtime_ns for p in d.glob("*.tfrec")}
+    before = tmp_path / "before"  # hard links keep the old files' inodes alive, so none is reused
+    before.mkdir()
+    for p in d.glob("*.tfrec"):
+        os.link(p, before / p.name)
     _change_column(data)
     r = convert(data, out, "num_workers=0")
     assert r["files_resumed"] == 2 and r["shards_resumed"] + r["shards_written"] == 12
-    rewritten = {p.name for p in d.glob("*.tfrec") if stamps.get(p.name) != p.stat().st_mtime_ns}
+    rewritten = {p.name for p in d.glob("*.tfrec")
+                 if not (before / p.name).exists() or not os.path.samefile(before / p.name, p)}
     assert rewritten and {int(n.split(".")[0]) // 4 for n in rewritten} == {2}
     assert r["shards_written"] == 4
 

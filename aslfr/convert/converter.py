@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -252,6 +253,14 @@ def _identity(x):
     return x
 
 
+def _unwind_on_sigterm(worker_id: int) -> None:
+    """torch's workers end at SIGTERM without unwinding, so a worker stopped mid-shard would leave
+    its temporary file: give them back the handler the command installed (`one_line_errors`)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if callable(handler):
+        signal.signal(signal.SIGTERM, handler)
+
+
 def inference_args_bytes() -> bytes:
     """`inference_args.json` exactly as the reference's json.dump writes it."""
     return json.dumps({"selected_columns": vocab.SELECTED_COLUMNS}).encode()
@@ -269,7 +278,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     if not args.exists() or args.read_bytes() != inference_args_bytes():
         atomic_write_bytes(args, inference_args_bytes())
     loader = DataLoader(FileConversion(p), batch_size=None, shuffle=False, num_workers=s.num_workers,
-                        collate_fn=_identity, multiprocessing_context=_start_method(s) if s.num_workers else None,
+                        collate_fn=_identity, worker_init_fn=_unwind_on_sigterm, multiprocessing_context=_start_method(s) if s.num_workers else None,
                         prefetch_factor=1 if s.num_workers else None)
     per_fold = {f: 0 for f in s.selected_folds}
     shards, resumed, files_resumed, missing = [], 0, 0, 0

@@ -1,0 +1,26 @@
+"""`python paused_convert.py ARGS` runs `python -m aslfr.convert ARGS` with every shard writer of
+shard number >= $ASLFR_TEST_PAUSE_AT stopped forever after its first record: the run then holds a
+half-written temporary shard and can never finish, so a test interrupts or kills it at a known point
+instead of racing it."""
+
+import os
+import runpy
+import sys
+import time
+
+from aslfr.convert import shards
+
+PAUSE_AT = int(os.environ["ASLFR_TEST_PAUSE_AT"])
+_write = shards.ShardWriter.write
+
+
+def write(self, record) -> None:
+    _write(self, record)
+    if self.number >= PAUSE_AT:
+        while True:  # until a signal ends the process
+            time.sleep(1)
+
+
+shards.ShardWriter.write = write
+sys.argv = ["aslfr.convert", *sys.argv[1:]]
+runpy.run_module("aslfr.convert", run_name="__main__", alter_sys=True)
