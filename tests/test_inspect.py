@@ -13,6 +13,13 @@ from aslfr.data.datasets import TFRecordShards
 from conftest import needs
 
 
+@pytest.fixture(autouse=True)
+def fresh_matplotlib_cache(tmp_path, monkeypatch):
+    """Every run here is matplotlib's first on a fresh machine: it builds its font cache (and logs
+    that it did), as it does once in CI."""
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mplconfig"))
+
+
 def test_summary_numbers(small_data, converted, reference_out):
     """The table's numbers derived independently: folds and phrase_dup from the reference notebook's
     own records (parsed with protobuf), frame counts and missing hands from the parquet files by
