@@ -81,8 +81,39 @@ def distributed_rank() -> tuple[int, int] | None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        rank, world = os.environ["RANK"], os.environ["WORLD_SIZE"]
+        try:
+            r, w = int(rank), int(world)
+        except ValueError:
+            raise ValueError(f"RANK and WORLD_SIZE must be integers, got RANK={rank} WORLD_SIZE={world} "
+                             "in the environment") from None
+        return _checked_rank(r, w, "RANK", "WORLD_SIZE", " in the environment")
     return None
+
+
+def _checked_rank(rank: int, world: int, rank_name: str = "rank", world_name: str = "world_size",
+                 where: str = "") -> tuple[int, int]:
+    """(rank, world) if world >= 1 and 0 <= rank < world, else a ValueError naming both: a bad pair
+    would read no record (rank >= world) or a share of them (a rank without its world), silently."""
+    if world < 1 or not 0 <= rank < world:
+        need = f"{world_name} must be >= 1" if world < 1 else f"{rank_name} must be in 0..{world_name}-1"
+        raise ValueError(f"{need}, got {rank_name}={rank} {world_name}={world}{where}")
+    return rank, world
+
+
+def _reader_rank(rank: int | None, world: int | None) -> tuple[int | None, int | None]:
+    """The reader's (rank, world size): each given one, the other from torch.distributed or the
+    environment; (None, None) when there is neither (one process). One without the other is an error."""
+    if rank is not None and world is not None:
+        return _checked_rank(rank, world)
+    found = distributed_rank()
+    if found is None:
+        if rank is not None or world is not None:
+            given = f"rank={rank}" if rank is not None else f"world_size={world}"
+            raise ValueError(f"{given} given without {'world_size' if rank is not None else 'rank'}= "
+                             "(and no torch.distributed process group or RANK/WORLD_SIZE environment to take it from)")
+        return None, None
+    return _checked_rank(found[0] if rank is None else rank, found[1] if world is None else world)
 
 
 def _slot(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
@@ -113,9 +144,7 @@ class TFRecordShards(IterableDataset):
                  torch_values: bool = True, rank: int | None = None, world_size: int | None = None,
                  allow_partial: bool = False):
         self.files = shard_files(paths, allow_partial)
-        if rank is None or world_size is None:
-            rank, world_size = distributed_rank() or (None, None)
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size = _reader_rank(rank, world_size)
         self.shuffle, self.seed, self.shuffle_buffer = shuffle, seed, shuffle_buffer
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self.epoch = 0
