@@ -4,8 +4,11 @@ the code before its fix; bad input now gives one clear error naming the argument
 from __future__ import annotations
 
 import pytest
+import torch
 
 from aslfr.data.datasets import TFRecordShards
+from aslfr.data.transforms import augment as A
+from aslfr.data.transforms.reference import ReferencePreprocess, reference_preprocess, reference_preprocess_batch
 
 
 @pytest.fixture
@@ -47,3 +50,48 @@ def test_rank_argument_completed_by_environment(converted, monkeypatch):
     assert (TFRecordShards(d, world_size=4).rank, TFRecordShards(d, world_size=4).world_size) == (0, 4)
     assert [len(s) for s in shares] == [16, 16, 16]  # 48 records, a third each
     assert len({i for s in shares for i in s}) == 48
+
+
+MEANS, STDS = torch.zeros(384), torch.ones(384)
+
+
+def _raises(fn, message, *args, **kw):
+    with pytest.raises(ValueError) as e:
+        fn(*args, **kw)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("shape", [(2, 50, 384), (0, 384), (384,)])
+def test_reference_preprocess_transform_checks_the_shape(shape, train):
+    """The reader transform refuses what `reference_preprocess` refuses, with the same message."""
+    message = f"expected one sequence [T>=1, 384], got shape {shape}"
+    _raises(reference_preprocess, message, torch.zeros(shape), MEANS, STDS, train=train)
+    t = ReferencePreprocess(MEANS, STDS, train=train)
+    _raises(t, message, {"frames": torch.zeros(shape)}, generator=torch.Generator().manual_seed(0))
+    _raises(t, message, torch.zeros(shape))
+
+
+def test_reference_preprocess_errors():
+    x = torch.zeros(5, 384)
+    _raises(reference_preprocess, "frames must have 384 columns, got shape (5, 100)", torch.zeros(5, 100),
+            MEANS, STDS, train=False)
+    _raises(reference_preprocess, "rounding must be one of ('tf.data', 'tf.function'), got 'tf.lite'", x,
+            MEANS, STDS, train=False, rounding="tf.lite")
+    _raises(reference_preprocess, "inv_stds only applies to rounding='tf.function'", x, MEANS, STDS,
+            train=False, inv_stds=STDS)
+
+
+def test_reference_preprocess_batch_errors():
+    x, lens = torch.zeros(2, 5, 384), torch.tensor([5, 3])
+    run = reference_preprocess_batch
+    _raises(run, "frames must have 384 columns, got shape (2, 5, 100)", torch.zeros(2, 5, 100), lens,
+            MEANS, STDS, train=False)
+    _raises(run, "expected [B, T, 384], got shape (5, 384)", torch.zeros(5, 384), lens, MEANS, STDS, train=False)
+    for bad in ([0, 3], [6, 3], [5, -1]):
+        _raises(run, "lengths must be in [1, T]", x, torch.tensor(bad), MEANS, STDS, train=False)
+    _raises(run, "1 draws for 2 sequences", x, lens, MEANS, STDS, train=True, draws=[A.TorchDraw(None)])
+    _raises(run, "rounding must be one of ('tf.data', 'tf.function'), got 'x'", x, lens, MEANS, STDS,
+            train=False, rounding="x")
+    _raises(run, "inv_stds only applies to rounding='tf.function'", x, lens, MEANS, STDS, train=False,
+            inv_stds=STDS)

@@ -85,6 +85,14 @@ def _frames(frames) -> torch.Tensor:
     return x
 
 
+def _sequence(frames) -> torch.Tensor:
+    """One sequence [T>=1, 384] as float32, the shape every per-sequence entry point requires."""
+    x = _frames(frames)
+    if x.dim() != 2 or x.shape[0] < 1:
+        raise ValueError(f"expected one sequence [T>=1, {F.N_COLS}], got shape {tuple(x.shape)}")
+    return x
+
+
 def reference_preprocess(frames, means, stds, *, train: bool, draw: Optional[Callable] = None,
                          generator: Optional[torch.Generator] = None, rounding: str = "tf.data",
                          inv_stds=None, n_frames: int = N_FRAMES, return_plan: bool = False):
@@ -94,9 +102,7 @@ def reference_preprocess(frames, means, stds, *, train: bool, draw: Optional[Cal
     draw: a `draw(low, high, shape, integer)`; default TorchDraw(generator) (generator None: torch's
     global RNG). With return_plan the sampled per-step parameters are returned too, as a third item:
     `resampled_length(plan)` gives L, and `reference_n_frames(L)` the reference's own `n_frames_`."""
-    x = _frames(frames)
-    if x.dim() != 2 or x.shape[0] < 1:
-        raise ValueError(f"expected one sequence [T>=1, {F.N_COLS}], got shape {tuple(x.shape)}")
+    x = _sequence(frames)
     pipe = transforms(means, stds, train=train, rounding=rounding, inv_stds=inv_stds, n_frames=n_frames)
     if draw is None:
         draw = A.TorchDraw(generator)
@@ -166,7 +172,7 @@ class ReferencePreprocess:
 
     def __call__(self, item, generator: Optional[torch.Generator] = None):
         frames = item["frames"] if isinstance(item, dict) else item
-        x = _frames(frames)
+        x = _sequence(frames)
         plan = self.pipe.sample(A.TorchDraw(generator), x.shape[0])
         out = self.pipe.apply(x, plan)
         if not isinstance(item, dict):
