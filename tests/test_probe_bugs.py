@@ -95,3 +95,15 @@ def test_reference_preprocess_batch_errors():
             train=False, rounding="x")
     _raises(run, "inv_stds only applies to rounding='tf.function'", x, lens, MEANS, STDS, train=False,
             inv_stds=STDS)
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("n_frames", [320, 64])
+def test_reference_preprocess_batch_of_none(train, n_frames):
+    """B=0 gives what a batch of one gives, less its one sequence: [0, n_frames, 769] and lengths [0]."""
+    one, one_lens = reference_preprocess_batch(torch.rand(1, 40, 384), [40], MEANS, STDS, train=train,
+                                               n_frames=n_frames, generator=torch.Generator().manual_seed(0))
+    out, lens = reference_preprocess_batch(torch.zeros(0, 40, 384), [], MEANS, STDS, train=train, n_frames=n_frames)
+    assert one.shape == (1, n_frames, 769)
+    assert (out.shape, out.dtype) == ((0, n_frames, 769), one.dtype)
+    assert (lens.shape, lens.dtype) == ((0,), one_lens.dtype)

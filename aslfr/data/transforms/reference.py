@@ -132,7 +132,8 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool,
     or one callable used for sequence 0's draws, then sequence 1's, ... (default TorchDraw(generator)).
     The parameters are planned per sequence first, then each step runs vectorized on the batch (on
     the input's device); the result equals `reference_preprocess` per sequence (within 1e-5, in
-    practice bit for bit)."""
+    practice bit for bit). An empty batch (B=0, e.g. every sequence filtered out) gives the same
+    shapes with B=0, so a training loop needs no special case for it."""
     x = _frames(frames)
     if x.dim() != 3:
         raise ValueError(f"expected [B, T, {F.N_COLS}], got shape {tuple(x.shape)}")
@@ -146,6 +147,8 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool,
     per_seq = list(draws) if isinstance(draws, (list, tuple)) else [draws] * bsz
     if len(per_seq) != bsz:
         raise ValueError(f"{len(per_seq)} draws for {bsz} sequences")
+    if bsz == 0:  # no plan: every step would pass the input through, shape and all
+        return x.new_zeros((0, n_frames, N_OUT_COLS)), lens
     plans = [pipe.sample(d, int(n)) for d, n in zip(per_seq, lens.tolist())]
     return pipe.apply_batch(x, lens, plans)
 
