@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from aslfr.data.collate import pack_collate, pad_collate
-from aslfr.data.datasets import TFRecordShards
+from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files
+from aslfr.format.manifest import ManifestError
 from aslfr.data.transforms import augment as A
 from aslfr.data.transforms.reference import ReferencePreprocess, reference_preprocess, reference_preprocess_batch
 
@@ -158,3 +159,31 @@ def test_collate_of_good_items_unchanged():
     assert b["sequence_id"].tolist() == [5, 3] and b["phrase_type"] == ["address", "address"]
     p = pack_collate(items)
     assert torch.equal(p["frames"], torch.cat([items[0]["frames"], items[1]["frames"]]))
+
+
+def _duplicate_message(first, again):
+    also = "" if str(first) == str(again) else f" (also as {first})"
+    return f"{again}: shard given twice{also}; each shard may be read once"
+
+
+def test_duplicate_shards_refused(converted, tmp_path):
+    d = converted / "tfrecords/train"
+    first = sorted(d.glob("*.tfrec"), key=lambda p: int(p.name.split(".")[0]))[0]  # the manifest's first
+    link = tmp_path / "link"
+    link.symlink_to(d)
+    for paths, again, earlier in [([d, d], first, first), ([d, first], first, first),
+                                  ([str(first), d], first, first), ([d, link], link / first.name, first)]:
+        for reader in (TFRecordShards, TFRecordIndexed):
+            with pytest.raises(ManifestError) as e:
+                reader(paths)
+            assert str(e.value) == _duplicate_message(earlier, again)
+
+
+def test_fold_files_refuses_sup_dir_equal_to_records_dir(converted):
+    d = converted / "tfrecords/train"
+    first = sorted(d.glob("*.tfrec"), key=lambda p: int(p.name.split(".")[0]))[0]
+    with pytest.raises(ManifestError) as e:
+        fold_files(d, sup_dir=d)
+    assert str(e.value) == _duplicate_message(first, first)
+    train, valid = fold_files(d, sup_dir=converted / "tfrecords/sup")  # distinct folders still work
+    assert len(set(train)) == len(train) and not set(train) & set(valid)

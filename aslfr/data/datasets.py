@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from aslfr.data.tensors import to_torch
 from aslfr.format import layout
-from aslfr.format.manifest import ManifestError, checked_index, manifest_folds, resolve_shards
+from aslfr.format.manifest import ManifestError, checked_index, manifest_folds, no_duplicates, resolve_shards
 from aslfr.format.schema import decode_record, read_shard
 from aslfr.format.tfrecord import count_records, read_records
 
@@ -65,7 +65,9 @@ def fold_files(records_dir: str | Path, valid_fold: int = 0, folds: int | None =
     valid = [f for f in files if of[f] == valid_fold]
     train = list(files) if online else [f for f in files if of[f] != valid_fold]
     if sup_dir is not None:
-        train += shard_files(sup_dir, allow_partial)
+        sup = shard_files(sup_dir, allow_partial)
+        no_duplicates(files + sup)
+        train += sup
     return train, valid
 
 
