@@ -3,6 +3,7 @@ the code before its fix; bad input now gives one clear error naming the argument
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -187,3 +188,21 @@ def test_fold_files_refuses_sup_dir_equal_to_records_dir(converted):
     assert str(e.value) == _duplicate_message(first, first)
     train, valid = fold_files(d, sup_dir=converted / "tfrecords/sup")  # distinct folders still work
     assert len(set(train)) == len(train) and not set(train) & set(valid)
+
+
+def test_indexed_reader_indices(converted):
+    d = converted / "tfrecords/train"
+    ds = TFRecordIndexed(d, torch_values=False)
+    order = [int(x["sequence_id"]) for x in TFRecordShards(d, torch_values=False)]  # the streaming reader
+    assert len(ds) == len(order) == 48
+    assert [int(ds[i]["sequence_id"]) for i in (0, 47, -1, -48, np.int64(5), torch.tensor(6))] == \
+        [order[0], order[47], order[-1], order[0], order[5], order[6]]
+    for bad in (48, -49):
+        with pytest.raises(IndexError) as e:
+            ds[bad]
+        assert str(e.value) == f"record {bad} out of range: 48 records"
+    for bad, kind in ((slice(1, 3), "slice"), (1.0, "float"), ("3", "str")):
+        with pytest.raises(TypeError) as e:
+            ds[bad]
+        assert str(e.value) == f"TFRecordIndexed indices must be integers, not {kind} " \
+            "(for a range of records use torch.utils.data.Subset)"

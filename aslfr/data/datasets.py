@@ -8,6 +8,7 @@ every record is checked against both CRCs by default and decoded with `SCHEMA` i
 
 from __future__ import annotations
 
+import operator
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -247,6 +248,15 @@ class TFRecordIndexed(Dataset):
         return len(self._where)
 
     def __getitem__(self, i: int) -> Any:
+        """Record i of len(self) (negative i counts from the end, as in a list). One record per
+        call, as torch's samplers ask; a range is `torch.utils.data.Subset(ds, range(a, b))`."""
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"TFRecordIndexed indices must be integers, not {type(i).__name__} "
+                            "(for a range of records use torch.utils.data.Subset)") from None
+        if not -len(self._where) <= i < len(self._where):
+            raise IndexError(f"record {i} out of range: {len(self._where)} records")
         fi, k, offset, size = self._where[i]
         path = self.files[fi]
         data = next(read_records(path, self.verify, offset, offset + size, first_record=k))
