@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import convert
 
 from aslfr.data.collate import pack_collate, pad_collate
 from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files
-from aslfr.format.manifest import ManifestError
 from aslfr.data.transforms import augment as A
 from aslfr.data.transforms.reference import ReferencePreprocess, reference_preprocess, reference_preprocess_batch
+from aslfr.errors import InputError
+from aslfr.format.manifest import ManifestError
 
 
 @pytest.fixture
@@ -206,3 +208,17 @@ def test_indexed_reader_indices(converted):
             ds[bad]
         assert str(e.value) == f"TFRecordIndexed indices must be integers, not {kind} " \
             "(for a range of records use torch.utils.data.Subset)"
+
+
+def test_reader_refuses_negative_shuffle_buffer(converted):
+    with pytest.raises(ValueError) as e:
+        TFRecordShards(converted / "tfrecords/train", shuffle=True, shuffle_buffer=-1)
+    assert str(e.value) == "shuffle_buffer must be >= 0 (0: no record buffer), got -1"
+
+
+@pytest.mark.parametrize("key", ["shuffle_buffer", "num_workers"])
+def test_converter_refuses_negative_setting_by_name(small_data, tmp_path, key):
+    with pytest.raises(InputError) as e:
+        convert(small_data, tmp_path / "out", f"{key}=-1")
+    assert str(e.value) == f"{key} must be >= 0, got -1"
+    assert not (tmp_path / "out").exists()  # refused before any work

@@ -148,6 +148,8 @@ class TFRecordShards(IterableDataset):
                  allow_partial: bool = False):
         self.files = shard_files(paths, allow_partial)
         self.rank, self.world_size = _reader_rank(rank, world_size)
+        if shuffle_buffer < 0:
+            raise ValueError(f"shuffle_buffer must be >= 0 (0: no record buffer), got {shuffle_buffer}")
         self.shuffle, self.seed, self.shuffle_buffer = shuffle, seed, shuffle_buffer
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self.epoch = 0
