@@ -136,7 +136,7 @@ class TFRecordShards(IterableDataset):
     range per (rank, worker); ranges inside a file are found through its index file. With `shuffle`,
     a buffer of `shuffle_buffer` records is shuffled as well. Call `set_epoch` each epoch. The rank and
     world size come from torch.distributed (initialize it before building the reader), torchrun's
-    RANK / WORLD_SIZE, or `rank=` and `world_size=`.
+    RANK / WORLD_SIZE, or `rank=` and `world_size=`; a rank outside 0..world_size-1 is an error.
 
         ds = TFRecordShards("out/tfrecords/train", shuffle=True, transform=FrameTransform(...))
         loader = DataLoader(ds, batch_size=32, num_workers=2, collate_fn=pad_collate)
