@@ -90,7 +90,8 @@ class Settings:
             raise InputError(f"fold {bad[0]} is outside 0..{self.folds - 1}")
         if not 0 <= self.shard_index < self.shard_count:
             raise InputError(f"shard_index must be in 0..shard_count-1, got {self.shard_index} of {self.shard_count}")
-        if self.num_workers < 0 or self.shuffle_buffer < 0:
-            raise InputError("num_workers and shuffle_buffer must be >= 0")
+        for key in ("num_workers", "shuffle_buffer"):
+            if getattr(self, key) < 0:
+                raise InputError(f"{key} must be >= 0, got {getattr(self, key)}")
         if not 0 < self.sup_weight:
             raise InputError(f"sup_weight must be > 0, got {self.sup_weight}")

@@ -125,7 +125,7 @@ def _copy_out(seg: torch.Tensor, layout: dict, rest: dict[str, Any], pad: bool) 
     return {k: batch[k] for k in ("frames", "lengths", "mask", *layout, *rest) if k in batch}
 
 
-def _numbers(items: Sequence[dict[str, Any]]) -> tuple[dict[str, np.ndarray], list[str]]:
+def _numbers(items: Sequence[dict[str, Any]], name: str) -> tuple[dict[str, np.ndarray], list[str]]:
     """Every feature but frames as a stacked array (ints as int64, floats as float32); strings apart."""
     first = items[0]
     strings = [k for k in first if k != "frames" and isinstance(first[k], str)]
@@ -133,16 +133,48 @@ def _numbers(items: Sequence[dict[str, Any]]) -> tuple[dict[str, np.ndarray], li
     for k in first:
         if k == "frames" or k in strings:
             continue
-        a = np.asarray([np.asarray(it[k]) for it in items])
-        arrays[k] = a.astype(np.float32 if a.dtype.kind == "f" else np.int64, copy=False)
+        try:
+            a = np.asarray([np.asarray(it[k]) for it in items])
+            arrays[k] = a.astype(np.float32 if a.dtype.kind == "f" else np.int64, copy=False)
+        except (ValueError, TypeError) as e:
+            shapes = [tuple(np.shape(it[k])) for it in items]
+            i = next((i for i, s in enumerate(shapes) if s != shapes[0]), None)
+            raise ValueError(f"{name}: item {i} has {k!r} of shape {shapes[i]}, item 0 of shape {shapes[0]}"
+                             if i is not None else f"{name}: cannot stack {k!r} ({e})") from None
     return arrays, strings
 
 
+def _checked_frames(items: Sequence[dict[str, Any]], name: str) -> list[torch.Tensor]:
+    """Each item's frames, once every item is known to have the keys of item 0 and frames [T, ...]
+    of item 0's trailing shape: a batch is laid out from item 0, so another layout would give
+    garbage (frames broadcast into it), a bare KeyError or silently dropped keys."""
+    if not items:
+        raise ValueError(f"{name}: no items to batch")
+    keys = items[0].keys()
+    if "frames" not in keys:
+        raise ValueError(f"{name}: item 0 has no 'frames'")
+    frames = [torch.as_tensor(it["frames"]) for it in items if it.keys() == keys]
+    if len(frames) < len(items):
+        i = next(i for i, it in enumerate(items) if it.keys() != keys)
+        missing, extra = sorted(keys - items[i].keys()), sorted(items[i].keys() - keys)
+        raise ValueError(f"{name}: item {i} " + (f"has no {missing[0]!r}, which item 0 has" if missing
+                                                 else f"has {extra[0]!r}, which item 0 has not"))
+    f0 = frames[0]
+    if f0.dim() < 1:
+        raise ValueError(f"{name}: item 0 has 'frames' of shape (), not [T, ...]")
+    for i, f in enumerate(frames):
+        if f.dim() != f0.dim() or f.shape[1:] != f0.shape[1:]:
+            raise ValueError(f"{name}: item {i} has 'frames' of shape {tuple(f.shape)}, item 0 of shape "
+                             f"{tuple(f0.shape)} (only the length T may differ)")
+    return frames
+
+
 def _collate(items: Sequence[dict[str, Any]], packed: bool) -> dict[str, Any]:
-    frames = [torch.as_tensor(it["frames"]) for it in items]
+    name = "pack_collate" if packed else "pad_collate"
+    frames = _checked_frames(items, name)
     lens = [f.shape[0] for f in frames]
     b, t_max, cols = len(frames), max(lens), tuple(frames[0].shape[1:])
-    arrays, strings = _numbers(items)
+    arrays, strings = _numbers(items, name)
     in_worker = get_worker_info() is not None
     pad_later = in_worker and not packed  # padded by the training process as it copies the batch out
     packed = packed or in_worker

@@ -8,6 +8,7 @@ every record is checked against both CRCs by default and decoded with `SCHEMA` i
 
 from __future__ import annotations
 
+import operator
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -18,7 +19,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from aslfr.data.tensors import to_torch
 from aslfr.format import layout
-from aslfr.format.manifest import ManifestError, checked_index, manifest_folds, resolve_shards
+from aslfr.format.manifest import ManifestError, checked_index, manifest_folds, no_duplicates, resolve_shards
 from aslfr.format.schema import decode_record, read_shard
 from aslfr.format.tfrecord import count_records, read_records
 
@@ -65,7 +66,9 @@ def fold_files(records_dir: str | Path, valid_fold: int = 0, folds: int | None =
     valid = [f for f in files if of[f] == valid_fold]
     train = list(files) if online else [f for f in files if of[f] != valid_fold]
     if sup_dir is not None:
-        train += shard_files(sup_dir, allow_partial)
+        sup = shard_files(sup_dir, allow_partial)
+        no_duplicates(files + sup)
+        train += sup
     return train, valid
 
 
@@ -81,8 +84,39 @@ def distributed_rank() -> tuple[int, int] | None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        rank, world = os.environ["RANK"], os.environ["WORLD_SIZE"]
+        try:
+            r, w = int(rank), int(world)
+        except ValueError:
+            raise ValueError(f"RANK and WORLD_SIZE must be integers, got RANK={rank} WORLD_SIZE={world} "
+                             "in the environment") from None
+        return _checked_rank(r, w, "RANK", "WORLD_SIZE", " in the environment")
     return None
+
+
+def _checked_rank(rank: int, world: int, rank_name: str = "rank", world_name: str = "world_size",
+                 where: str = "") -> tuple[int, int]:
+    """(rank, world) if world >= 1 and 0 <= rank < world, else a ValueError naming both: a bad pair
+    would read no record (rank >= world) or a share of them (a rank without its world), silently."""
+    if world < 1 or not 0 <= rank < world:
+        need = f"{world_name} must be >= 1" if world < 1 else f"{rank_name} must be in 0..{world_name}-1"
+        raise ValueError(f"{need}, got {rank_name}={rank} {world_name}={world}{where}")
+    return rank, world
+
+
+def _reader_rank(rank: int | None, world: int | None) -> tuple[int | None, int | None]:
+    """The reader's (rank, world size): each given one, the other from torch.distributed or the
+    environment; (None, None) when there is neither (one process). One without the other is an error."""
+    if rank is not None and world is not None:
+        return _checked_rank(rank, world)
+    found = distributed_rank()
+    if found is None:
+        if rank is not None or world is not None:
+            given = f"rank={rank}" if rank is not None else f"world_size={world}"
+            raise ValueError(f"{given} given without {'world_size' if rank is not None else 'rank'}= "
+                             "(and no torch.distributed process group or RANK/WORLD_SIZE environment to take it from)")
+        return None, None
+    return _checked_rank(found[0] if rank is None else rank, found[1] if world is None else world)
 
 
 def _slot(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
@@ -102,7 +136,7 @@ class TFRecordShards(IterableDataset):
     range per (rank, worker); ranges inside a file are found through its index file. With `shuffle`,
     a buffer of `shuffle_buffer` records is shuffled as well. Call `set_epoch` each epoch. The rank and
     world size come from torch.distributed (initialize it before building the reader), torchrun's
-    RANK / WORLD_SIZE, or `rank=` and `world_size=`.
+    RANK / WORLD_SIZE, or `rank=` and `world_size=`; a rank outside 0..world_size-1 is an error.
 
         ds = TFRecordShards("out/tfrecords/train", shuffle=True, transform=FrameTransform(...))
         loader = DataLoader(ds, batch_size=32, num_workers=2, collate_fn=pad_collate)
@@ -113,9 +147,9 @@ class TFRecordShards(IterableDataset):
                  torch_values: bool = True, rank: int | None = None, world_size: int | None = None,
                  allow_partial: bool = False):
         self.files = shard_files(paths, allow_partial)
-        if rank is None or world_size is None:
-            rank, world_size = distributed_rank() or (None, None)
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size = _reader_rank(rank, world_size)
+        if shuffle_buffer < 0:
+            raise ValueError(f"shuffle_buffer must be >= 0 (0: no record buffer), got {shuffle_buffer}")
         self.shuffle, self.seed, self.shuffle_buffer = shuffle, seed, shuffle_buffer
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self.epoch = 0
@@ -216,6 +250,15 @@ class TFRecordIndexed(Dataset):
         return len(self._where)
 
     def __getitem__(self, i: int) -> Any:
+        """Record i of len(self) (negative i counts from the end, as in a list). One record per
+        call, as torch's samplers ask; a range is `torch.utils.data.Subset(ds, range(a, b))`."""
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"TFRecordIndexed indices must be integers, not {type(i).__name__} "
+                            "(for a range of records use torch.utils.data.Subset)") from None
+        if not -len(self._where) <= i < len(self._where):
+            raise IndexError(f"record {i} out of range: {len(self._where)} records")
         fi, k, offset, size = self._where[i]
         path = self.files[fi]
         data = next(read_records(path, self.verify, offset, offset + size, first_record=k))

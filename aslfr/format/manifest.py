@@ -88,7 +88,20 @@ def resolve_shards(paths: str | Path | Iterable[str | Path], allow_partial: bool
             out.append(p)
         else:
             raise ManifestError(f"{p}: no such records folder or shard file")
-    return out
+    return no_duplicates(out)
+
+
+def no_duplicates(shards: list[Path]) -> list[Path]:
+    """The shards, if none is given twice (the same file, by resolved path): reading a shard twice
+    would silently count its records twice in every epoch."""
+    seen: dict[Path, Path] = {}
+    for p in shards:
+        r = p.resolve()
+        if r in seen:
+            also = "" if str(seen[r]) == str(p) else f" (also as {seen[r]})"
+            raise ManifestError(f"{p}: shard given twice{also}; each shard may be read once")
+        seen[r] = p
+    return shards
 
 
 def _folder_shards(d: Path, allow_partial: bool) -> list[Path]:

@@ -85,6 +85,14 @@ def _frames(frames) -> torch.Tensor:
     return x
 
 
+def _sequence(frames) -> torch.Tensor:
+    """One sequence [T>=1, 384] as float32, the shape every per-sequence entry point requires."""
+    x = _frames(frames)
+    if x.dim() != 2 or x.shape[0] < 1:
+        raise ValueError(f"expected one sequence [T>=1, {F.N_COLS}], got shape {tuple(x.shape)}")
+    return x
+
+
 def reference_preprocess(frames, means, stds, *, train: bool, draw: Optional[Callable] = None,
                          generator: Optional[torch.Generator] = None, rounding: str = "tf.data",
                          inv_stds=None, n_frames: int = N_FRAMES, return_plan: bool = False):
@@ -94,9 +102,7 @@ def reference_preprocess(frames, means, stds, *, train: bool, draw: Optional[Cal
     draw: a `draw(low, high, shape, integer)`; default TorchDraw(generator) (generator None: torch's
     global RNG). With return_plan the sampled per-step parameters are returned too, as a third item:
     `resampled_length(plan)` gives L, and `reference_n_frames(L)` the reference's own `n_frames_`."""
-    x = _frames(frames)
-    if x.dim() != 2 or x.shape[0] < 1:
-        raise ValueError(f"expected one sequence [T>=1, {F.N_COLS}], got shape {tuple(x.shape)}")
+    x = _sequence(frames)
     pipe = transforms(means, stds, train=train, rounding=rounding, inv_stds=inv_stds, n_frames=n_frames)
     if draw is None:
         draw = A.TorchDraw(generator)
@@ -126,7 +132,8 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool,
     or one callable used for sequence 0's draws, then sequence 1's, ... (default TorchDraw(generator)).
     The parameters are planned per sequence first, then each step runs vectorized on the batch (on
     the input's device); the result equals `reference_preprocess` per sequence (within 1e-5, in
-    practice bit for bit)."""
+    practice bit for bit). An empty batch (B=0, e.g. every sequence filtered out) gives the same
+    shapes with B=0, so a training loop needs no special case for it."""
     x = _frames(frames)
     if x.dim() != 3:
         raise ValueError(f"expected [B, T, {F.N_COLS}], got shape {tuple(x.shape)}")
@@ -140,6 +147,8 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool,
     per_seq = list(draws) if isinstance(draws, (list, tuple)) else [draws] * bsz
     if len(per_seq) != bsz:
         raise ValueError(f"{len(per_seq)} draws for {bsz} sequences")
+    if bsz == 0:  # no plan: every step would pass the input through, shape and all
+        return x.new_zeros((0, n_frames, N_OUT_COLS)), lens
     plans = [pipe.sample(d, int(n)) for d, n in zip(per_seq, lens.tolist())]
     return pipe.apply_batch(x, lens, plans)
 
@@ -166,7 +175,7 @@ class ReferencePreprocess:
 
     def __call__(self, item, generator: Optional[torch.Generator] = None):
         frames = item["frames"] if isinstance(item, dict) else item
-        x = _frames(frames)
+        x = _sequence(frames)
         plan = self.pipe.sample(A.TorchDraw(generator), x.shape[0])
         out = self.pipe.apply(x, plan)
         if not isinstance(item, dict):
