@@ -135,11 +135,22 @@ def test_worker_batches_arrive_whole(converted):
             assert all(torch.equal(x, y) for x, y in zip(a[:3], b[:3])) and a[3] == b[3]
 
 
-def test_throughput_rows(converted):
+def test_throughput_rows(converted, monkeypatch):
+    """On a clock that advances 1 s per reading, the rate is the number of records read per epoch:
+    every record of the folder (counted and identified with the `tfrecord` package's parser), once."""
+    from types import SimpleNamespace
+
+    from compare import records
     from aslfr.data import throughput
 
-    rate = throughput.loader(converted / "tfrecords/train", workers=0)
-    assert rate > 0
+    d = converted / "tfrecords/train"
+    ids = sorted(r["sequence_id"][1][0] for p in sorted(d.glob("*.tfrec")) for r in records(p))
+    ticks = iter(range(1000))
+    monkeypatch.setattr(throughput, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    seen = []
+    rate = throughput.loader(d, workers=0, consume=lambda b: seen.extend(b["sequence_id"].tolist()))
+    assert rate == len(ids) == 48
+    assert sorted(seen[:48]) == ids and sorted(seen[48:]) == ids  # two epochs, each record once
 
 
 def test_held_batches_stay_intact_while_workers_reuse_their_segments(converted):
