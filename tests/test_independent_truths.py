@@ -88,8 +88,9 @@ def test_second_run_waits_for_the_lock_then_completes(tmp_path):
         if proc is not None:
             try:
                 proc.wait(timeout=300)
-            finally:
-                proc.kill() if proc.poll() is None else None
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
     rest = "".join(iter(lambda: lines.get(timeout=60), None))
     assert proc.returncode == 0, rest
     assert "waiting for" not in rest and (records / layout.MANIFEST).exists()
