@@ -32,11 +32,6 @@ def _first_parquet(root: Path) -> Path:
     return root / csv.path.iloc[0]
 
 
-def _rewrite(path: Path, fn) -> None:
-    df = pd.read_parquet(path)
-    fn(df).to_parquet(path) if fn(df) is not None else None
-
-
 def _error(data, out, *overrides) -> str:
     with pytest.raises(InputError) as e:
         convert(data, out, "num_workers=0", *overrides)

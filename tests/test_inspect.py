@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -20,18 +21,20 @@ def fresh_matplotlib_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mplconfig"))
 
 
-def test_summary_numbers(small_data, converted, reference_out):
-    """The table's numbers derived independently: folds and phrase_dup from the reference notebook's
-    own records (parsed with protobuf), frame counts and missing hands from the parquet files by
-    column name (pandas), phrase types and lost EOS from the CSV."""
+@pytest.mark.parametrize("split,csv_name", [("train", "train.csv"), ("sup", "supplemental_metadata.csv")])
+def test_summary_numbers(small_data, converted, reference_out, split, csv_name):
+    """The table's numbers derived independently: folds, phrase types and phrase_dup from the reference
+    notebook's own records (parsed with protobuf), frame counts and missing hands from the parquet files
+    by column name (pandas), lost EOS from the CSV."""
     import pandas as pd
 
     from compare import records
 
-    ref = [r for p in sorted((reference_out / "tfrecords/sup").glob("*.tfrec")) for r in records(p)]
+    ref = [r for p in sorted((reference_out / "tfrecords" / split).glob("*.tfrec")) for r in records(p)]
     fold = {r["sequence_id"][1][0]: r["fold"][1][0] for r in ref}
+    ptype = {r["sequence_id"][1][0]: r["phrase_type"][1][0].decode() for r in ref}
     dup = {r["sequence_id"][1][0]: r["phrase_dup"][1][0] for r in ref}
-    csv = pd.read_csv(small_data / "supplemental_metadata.csv", keep_default_na=False)
+    csv = pd.read_csv(small_data / csv_name, keep_default_na=False)
     n_frames, no_left, no_right = {}, {}, {}
     for path in csv.path.unique():
         df = pd.read_parquet(small_data / path)
@@ -40,7 +43,7 @@ def test_summary_numbers(small_data, converted, reference_out):
         for sid, rows in df.groupby(level=0):
             n_frames[sid] = len(rows)
             no_left[sid], no_right[sid] = int(left[df.index == sid].sum()), int(right[df.index == sid].sum())
-    rows = summarize(converted / "tfrecords/sup")
+    rows = summarize(converted / "tfrecords" / split)
     assert sorted(rows) == sorted(set(fold.values()))
     for f, row in rows.items():
         ids = [sid for sid in csv.sequence_id if fold[sid] == f]
@@ -53,9 +56,12 @@ def test_summary_numbers(small_data, converted, reference_out):
         assert row["no_right_hand_share"] == pytest.approx(sum(no_right[sid] for sid in ids) / n.sum())
         phrases = csv.set_index("sequence_id").loc[ids, "phrase"]
         assert row["lost_eos"] == int((phrases.str.len() >= 32).sum())  # phrase + EOS cut at 32
-        assert row["phrase_types"] == {"address": len(ids)} or sum(row["phrase_types"].values()) == len(ids)
-    assert sum(r["lost_eos"] for r in rows.values()) >= 2  # the generator's 32+ character sentences
-    assert sum(r["records"] for r in rows.values()) == len(csv) == 24
+        assert row["phrase_types"] == dict(Counter(ptype[sid] for sid in ids))
+    assert sum(r["records"] for r in rows.values()) == len(csv) == {"train": 48, "sup": 24}[split]
+    if split == "sup":
+        assert sum(r["lost_eos"] for r in rows.values()) >= 2  # the generator's 32+ character sentences
+    else:
+        assert set(ptype.values()) == {"address", "phone", "url"}  # the type counts are really checked
 
 
 def test_cli_table(converted, tmp_path):
@@ -84,11 +90,16 @@ def test_png_of_a_sequence(converted, tmp_path):
 
 @needs("matplotlib")
 def test_missing_hands_are_not_drawn_at_origin(tmp_path):
+    """The points scattered are exactly the drawn frames' non-NaN landmarks (hands, lips, eyes, nose;
+    the arms are lines only): a missing hand is left out, never put at (0, 0)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    frames = np.full((4, 384), 0.5, np.float32)
+    t, p = np.meshgrid(np.arange(4), np.arange(128), indexing="ij")
+    frames = np.stack([0.1 + p / 200 + t / 1000, 0.2 + p / 300 - t / 1000, np.zeros_like(p, float)], -1)
+    frames = frames.reshape(4, 384).astype(np.float32)
     frames[:, :63] = np.nan  # no left hand at all
+    frames[3, 63 + 3 * 5:63 + 3 * 6] = np.nan  # one right-hand point missing in the last frame
     rec = {"frames": frames, "phrase": "x", "sequence_id": 1}
     import matplotlib.pyplot as plt
 
@@ -96,7 +107,7 @@ def test_missing_hands_are_not_drawn_at_origin(tmp_path):
     real_scatter = plt.Axes.scatter
 
     def spy(self, x, y, *a, **k):
-        drawn.append((np.asarray(x), np.asarray(y)))
+        drawn.extend(zip(np.asarray(x).tolist(), np.asarray(y).tolist()))
         return real_scatter(self, x, y, *a, **k)
 
     plt.Axes.scatter = spy
@@ -104,8 +115,12 @@ def test_missing_hands_are_not_drawn_at_origin(tmp_path):
         render(rec, tmp_path / "x.png", 2)
     finally:
         plt.Axes.scatter = real_scatter
-    for x, y in drawn:
-        assert not ((x == 0) & (y == 0)).any()
+    pts = frames.reshape(4, 128, 3)
+    scattered = [i for i in range(128) if not 42 <= i < 52]  # every point but the 10 arm-pose ones
+    want = [(float(pts[f, i, 0]), float(pts[f, i, 1])) for f in (0, 3) for i in scattered
+            if not np.isnan(pts[f, i]).any()]  # 2 frames of 4: the first and the last
+    assert len(want) == 2 * (118 - 21) - 1
+    assert sorted(xy for xy in drawn if not np.isnan(xy).any()) == sorted(want)
 
 
 @needs("matplotlib")

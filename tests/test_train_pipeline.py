@@ -8,7 +8,6 @@ The recorded draws are replayed through `reference_preprocess`; TensorFlow is ne
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -303,7 +302,13 @@ def test_flip_permutation():
 
 def test_spatial_ops():
     x = (torch.randint(0, 1024, (5, 384)) / 1024.0).float()
-    assert torch.equal(F.scale(x, 1.25), x * 1.25)
+    # scale, worked out by hand on 2 frames of dyadic values (exact in float32): x, y and z all scaled
+    two = torch.zeros(2, 384)
+    two[0, :6] = torch.tensor([0.375, 0.5, -0.25, 0.0, 1.0, 0.125])
+    two[1, :3] = torch.tensor([0.75, 0.0625, 2.0])
+    sc = F.scale(two, 1.25)
+    assert sc[0, :6].tolist() == [0.46875, 0.625, -0.3125, 0.0, 1.25, 0.15625]
+    assert sc[1, :3].tolist() == [0.9375, 0.078125, 2.5] and not sc[:, 6:].any()
     s = F.shift(x, 0.01, -0.02, 0.03).view(5, 128, 3) - x.view(5, 128, 3)
     assert torch.allclose(s, torch.tensor([0.01, -0.02, 0.03]).expand_as(s), atol=1e-6)
     assert torch.equal(F.rotate(x, 0.0), x)  # grid values: the +-0.5 round trip is exact
@@ -316,10 +321,22 @@ def test_spatial_ops():
     p[0, 0] = 1.0  # point 0 at (1, 0.5): +90 degrees about the centre takes it to (0.5, 1)
     q = F.rotate(p, 90.0)
     assert abs(q[0, 0].item() - 0.5) < 1e-6 and abs(q[0, 1].item() - 1.0) < 1e-6
-    # TF's radian rounding: as written inside tf.data, folded in a direct tf.function call
+    # +10 degrees about (0.5, 0.5), by hand (cos 10° = 0.98480775, sin 10° = 0.17364818): (0.75, 0.5) goes to
+    # (0.5 + 0.25 cos, 0.5 + 0.25 sin), (0.5, 0.25) to (0.5 + 0.25 sin, 0.5 - 0.25 cos), (0.25, 0.75) to
+    # (0.5 - 0.25 (cos + sin), 0.5 + 0.25 (cos - sin)); z is left alone
+    two = torch.full((2, 384), 0.5)
+    two[0, :6] = torch.tensor([0.75, 0.5, 0.25, 0.25, 0.75, 0.5])
+    two[1, :3] = torch.tensor([0.5, 0.25, 0.75])
+    r = F.rotate(two, 10.0)
+    want = torch.tensor([[0.74620194, 0.54341204, 0.25, 0.21038602, 0.70278990, 0.5],
+                         [0.54341204, 0.25379806, 0.75, 0.5, 0.5, 0.5]])
+    assert (r[:, :6] - want).abs().max().item() <= 1e-7
+    # TF's radian rounding, float32 step by step: as written inside tf.data, float32(deg) / 180 rounded,
+    # times float32(pi) rounded; folded in a direct tf.function call, deg * float32(float32(pi) * float32(1/180))
     d = torch.tensor([7.3, -11.9, 13.37])
-    assert torch.equal(F.radians(d), (d / 180.0) * torch.tensor(math.pi, dtype=torch.float32))
-    assert not torch.equal(F.radians(torch.linspace(-15, 15, 1001)), F.radians(torch.linspace(-15, 15, 1001), folded=True))
+    h = float.fromhex
+    assert F.radians(d).tolist() == [h("0x1.04ef08p-3"), h("-0x1.a95b92p-3"), h("0x1.dde6e0p-3")]
+    assert F.radians(d, folded=True).tolist() == [h("0x1.04ef0ap-3"), h("-0x1.a95b92p-3"), h("0x1.dde6e4p-3")]
 
 
 def test_temporal_seq_mask_and_sizes():
@@ -332,17 +349,32 @@ def test_temporal_seq_mask_and_sizes():
     assert F.resample_length(1, 0.5) == 1 and F.resample_length(300, 1.4) == 420 and F.resample_length(7, 0.5) == 3
 
 
+def _inference_case(T: int, mode: str) -> int:
+    return next(i for i, m in enumerate(CASES) if not m["train"] and m["T"] == T and m["mode"] == mode)
+
+
 def test_normalize_nan_and_pos():
+    """Normalized half and pos column against TF's inference outputs (no draws, no padding in the
+    first T rows): tf.data divides, a direct tf.function call multiplies by TF's reciprocal."""
     x = torch.tensor([[0.3, float("nan"), float("inf")] * 128])
     means, stds = torch.full((384,), 0.1), torch.full((384,), 0.3)
     n = F.normalize(x, means, stds)
-    assert torch.equal(n[0, 0], (torch.tensor(0.3) - 0.1) / torch.tensor(0.3)) and torch.isnan(n[0, 1])
-    assert torch.equal(F.normalize(x, means, inv_stds=F.reciprocal(stds))[0, 0], (torch.tensor(0.3) - 0.1) * (1 / torch.tensor(0.3)))
+    assert torch.isnan(n[0, 1]) and torch.isinf(n[0, 2])
     z = F.nan_to_zero(F.concat_normalized(x, n))
     assert z.shape == (1, 768) and z[0, 1] == 0 and torch.isinf(z[0, 2])
-    p = F.add_pos(torch.zeros(1001, 2))[:, -1]
-    t = torch.arange(1001, dtype=torch.float32)
-    assert torch.equal(p, t / 1000.0) and not torch.equal(p, F.add_pos(torch.zeros(1001, 2), folded=True)[:, -1])
+    for T, mode in ((320, "tf.data"), (20, "tf.function"), (50, "tf.function")):
+        ci = _inference_case(T, mode)
+        ref, x = tf_out(ci)[:T], frames_of(ci)
+        folded = mode == "tf.function"
+        inv = torch.from_numpy(G["tf_inv_stds"]) if folded else None
+        norm = F.normalize(x, G["means"], None if folded else G["stds"], inv_stds=inv)
+        assert torch.isnan(x).any() and torch.equal(F.nan_to_zero(norm), ref[:, 384:768])
+        assert torch.equal(F.nan_to_zero(F.concat_normalized(x, norm)), ref[:, :768])
+        assert torch.equal(F.positions(T, folded=folded), ref[:, 768])
+    # the two roundings of t / 1000 differ (first at t = 5), so the comparisons above tell them apart
+    assert float(F.positions(6)[5]) == float.fromhex("0x1.47ae14p-8")
+    assert float(F.positions(6, folded=True)[5]) == float.fromhex("0x1.47ae16p-8")
+    assert torch.equal(F.add_pos(torch.zeros(3, 2))[:, -1], torch.tensor([0.0, 0.001, 0.002]))
 
 
 def test_resample_properties():

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import aslfr
-from test_train_pipeline import CASES, G, exact, frames_of, tf_out
+from test_train_pipeline import CASES, G, draws_of, exact, frames_of, tf_out
 
 
 @pytest.mark.parametrize("ci", [i for i, m in enumerate(CASES) if not m["train"] and m["mode"] == "tf.data"])
@@ -73,8 +73,26 @@ def test_reference_preprocess_entry_points():
     out2, lens = aslfr.reference_preprocess_batch(batch, torch.tensor([x.shape[0]] * 2), G["means"], G["stds"],
                                                   train=False)
     assert torch.equal(out2[0], out) and torch.equal(out2[1], out)
-    steps = aslfr.training_transforms(G["means"], G["stds"])
-    assert len(steps.transforms) == 12 and len(aslfr.inference_transforms(G["means"], G["stds"]).transforms) == 4
+
+
+def test_public_transforms_equal_tf():
+    """`training_transforms` / `inference_transforms` as a user calls them (`steps(x, draw)`), on every
+    golden input with TF's recorded draws: TF's outputs (rotate within 1e-5, as in test_replay_matches_tf)."""
+    inv = torch.from_numpy(G["tf_inv_stds"])
+    seen = set()
+    for ci, m in enumerate(CASES):
+        make = aslfr.training_transforms if m["train"] else aslfr.inference_transforms
+        kw = {"rounding": "tf.function", "inv_stds": inv} if m["mode"] == "tf.function" else {}
+        draw = draws_of(ci)
+        out = make(G["means"], G["stds"], **kw)(frames_of(ci), draw)
+        draw.assert_consumed()
+        ref = tf_out(ci)
+        if "rotate" in m["sites"]:
+            assert out.shape == ref.shape and (out - ref).abs().max().item() <= 1e-5, ci
+        else:
+            assert exact(out, ref), (ci, (out - ref).abs().max().item())
+        seen.add((m["train"], m["mode"]))
+    assert seen == {(True, "tf.data"), (False, "tf.data"), (True, "tf.function"), (False, "tf.function")}
 
 
 def test_packed_batches_unpack_to_the_padded_batch(converted):
@@ -117,11 +135,22 @@ def test_worker_batches_arrive_whole(converted):
             assert all(torch.equal(x, y) for x, y in zip(a[:3], b[:3])) and a[3] == b[3]
 
 
-def test_throughput_rows(converted):
+def test_throughput_rows(converted, monkeypatch):
+    """On a clock that advances 1 s per reading, the rate is the number of records read per epoch:
+    every record of the folder (counted and identified with the `tfrecord` package's parser), once."""
+    from types import SimpleNamespace
+
+    from compare import records
     from aslfr.data import throughput
 
-    rate = throughput.loader(converted / "tfrecords/train", workers=0)
-    assert rate > 0
+    d = converted / "tfrecords/train"
+    ids = sorted(r["sequence_id"][1][0] for p in sorted(d.glob("*.tfrec")) for r in records(p))
+    ticks = iter(range(1000))
+    monkeypatch.setattr(throughput, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    seen = []
+    rate = throughput.loader(d, workers=0, consume=lambda b: seen.extend(b["sequence_id"].tolist()))
+    assert rate == len(ids) == 48
+    assert sorted(seen[:48]) == ids and sorted(seen[48:]) == ids  # two epochs, each record once
 
 
 def test_held_batches_stay_intact_while_workers_reuse_their_segments(converted):
