@@ -1,11 +1,10 @@
-"""Writing shards: the reference's record order, TFRecord framing through the `tfrecord` package, and
+"""Writing shards: the reference's record order, TFRecord framing as `aslfr.format.tfrecord` defines it, and
 files that appear under their final name only when complete (temporary file, fsync, rename), with
 their index file."""
 
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,9 +15,7 @@ from tfrecord.writer import TFRecordWriter
 from aslfr.convert import phases
 from aslfr.convert.files import writing
 from aslfr.format.layout import index_name, shard_name, temporary_name
-from aslfr.format.tfrecord import index_bytes
-
-_HEADER = struct.Struct("<Q")
+from aslfr.format.tfrecord import OVERHEAD, frame_header, index_bytes, masked_crc
 
 
 def _write_all(file, parts) -> None:
@@ -42,14 +39,13 @@ class RecordWriter(TFRecordWriter):
         self.file_crc = 0
 
     def write_serialized(self, record: bytes) -> None:
-        length_bytes = _HEADER.pack(len(record))
-        head, tail = length_bytes + self.masked_crc(length_bytes), self.masked_crc(record)
+        head, tail = frame_header(len(record)), masked_crc(record)
         for part in (head, record, tail):
             self.file_crc = crc32c.crc32c(part, self.file_crc)
         phases.tick("crc")
         _write_all(self.file, (head, record, tail))
         phases.tick("write")
-        framed = len(record) + 16
+        framed = len(record) + OVERHEAD
         self.offsets.append((self.size, framed))
         self.size += framed
 
