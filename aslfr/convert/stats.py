@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aslfr.format.layout import MEANS, STDS
+from aslfr.format.stats import encode_stats
 from aslfr.format.vocab import N_COLS
 
 
@@ -59,16 +59,13 @@ class ColumnStats:
 
 
 def save(stats: ColumnStats, directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Write means.npy and stds.npy into `directory` (atomically) and return them."""
-    import io
-
+    """Write means.npy and stds.npy into `directory` (atomically) and return them; statistics
+    that `load_stats` would refuse are never written (ValueError)."""
     from aslfr.convert.files import atomic_write_bytes
 
     means, stds = stats.means_stds()
-    for name, arr in ((MEANS, means), (STDS, stds)):
-        buf = io.BytesIO()
-        np.save(buf, arr)
-        atomic_write_bytes(Path(directory) / name, buf.getvalue())
+    for name, data in encode_stats(means, stds).items():
+        atomic_write_bytes(Path(directory) / name, data)
     return means, stds
 
 

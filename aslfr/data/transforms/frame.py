@@ -3,7 +3,6 @@ norm_frames, concat_frames, NaN -> 0, add_pos, use_z, and pad-or-resize to max_f
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,8 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from aslfr.data.transforms.functional import resample
-
-from aslfr.format.layout import MEANS, STDS
 from aslfr.format.vocab import N_COLS
 
 
@@ -24,16 +21,6 @@ def n_cols(concat_frames: bool = True, add_pos: bool = True, use_z: bool = True,
     if not use_z:
         n = n // 3 * 2
     return n + (1 if add_pos else 0)
-
-
-def load_stats(records_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """means.npy and stds.npy written beside the train records."""
-    d = Path(records_dir)
-    missing = [n for n in (MEANS, STDS) if not (d / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{d}: no {missing[0]} (written when a conversion finishes; "
-                                "`python -m aslfr.stats` recomputes it)")
-    return np.load(d / MEANS), np.load(d / STDS)
 
 
 class FrameTransform:
