@@ -14,19 +14,23 @@ from aslfr.format.layout import MEANS, STDS
 from aslfr.format.vocab import N_COLS
 
 
+class StatsError(ValueError):
+    """Statistics that are missing values, not finite, or have a std that is not > 0."""
+
+
 def checked(name: str, values, positive: bool = False, n_cols: int = N_COLS) -> np.ndarray:
-    """`values` as float32 [n_cols], or a ValueError naming `name`: wrong shape, not finite, or
+    """`values` as float32 [n_cols], or a StatsError naming `name`: wrong shape, not finite, or
     (with `positive`) not > 0."""
     a = np.asarray(values)
     if a.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must hold numbers, got dtype {a.dtype}")
+        raise StatsError(f"{name} must hold numbers, got dtype {a.dtype}")
     a = a.astype(np.float32)
     if a.shape != (n_cols,):
-        raise ValueError(f"{name} must have shape [{n_cols}] (one value per column), got {list(a.shape)}")
+        raise StatsError(f"{name} must have shape [{n_cols}] (one value per column), got {list(a.shape)}")
     for bad, what in ((~np.isfinite(a), "not finite"), ((a <= 0) if positive else None, "not > 0")):
         if bad is not None and bad.any():
             col = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{name}: {int(bad.sum())} value(s) {what}, first at column {col} ({a[col]})")
+            raise StatsError(f"{name}: {int(bad.sum())} value(s) {what}, first at column {col} ({a[col]})")
     return a
 
 
@@ -36,7 +40,7 @@ def check_stats(means, stds, n_cols: int = N_COLS) -> tuple[np.ndarray, np.ndarr
 
 
 def encode_stats(means, stds) -> dict[str, bytes]:
-    """File name -> `.npy` bytes of validated statistics; a ValueError instead of writing bad ones."""
+    """File name -> `.npy` bytes of validated statistics; a StatsError instead of writing bad ones."""
     out = {}
     for name, a in zip((MEANS, STDS), check_stats(means, stds)):
         buf = io.BytesIO()
@@ -59,7 +63,7 @@ def load_stats(records_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
         except OSError as e:
             raise OSError(f"{path}: unreadable ({e.strerror or e})") from None
         except (ValueError, EOFError):
-            raise ValueError(f"{path}: not a NumPy .npy array file") from None
+            raise StatsError(f"{path}: not a NumPy .npy array file") from None
         out.append(checked(str(path), a, positive=name == STDS))
     return out[0], out[1]
 
