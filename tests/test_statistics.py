@@ -174,3 +174,84 @@ def test_inf_in_the_parquet_kept_in_records_left_out_of_statistics(tmp_path):
 
     ok, line = verify_split(records)
     assert ok, line
+
+
+def _entry_points():
+    import torch
+
+    import aslfr
+
+    frames = torch.rand(6, 384)
+    return {
+        "FrameTransform": lambda m, s: aslfr.FrameTransform(m, s)(frames),
+        "ReferencePreprocess": lambda m, s: aslfr.ReferencePreprocess(m, s, train=False)(frames),
+        "ReferencePreprocess(train)": lambda m, s: aslfr.ReferencePreprocess(m, s, train=True)(frames),
+        "reference_preprocess": lambda m, s: aslfr.reference_preprocess(frames, m, s, train=True),
+        "reference_preprocess(tf.function)": lambda m, s: aslfr.reference_preprocess(
+            frames, m, s, train=False, rounding="tf.function"),
+        "reference_preprocess_batch": lambda m, s: aslfr.reference_preprocess_batch(
+            frames[None], [6], m, s, train=False),
+        "training_transforms": lambda m, s: aslfr.training_transforms(m, s),
+    }
+
+
+@pytest.mark.parametrize("entry", list(_entry_points()))
+@pytest.mark.parametrize("bad, message", [
+    ("short means", "means must have shape [384] (one value per column), got [383]"),
+    ("long stds", "stds must have shape [384] (one value per column), got [768]"),
+    ("zero std", "stds: 1 value(s) not > 0, first at column 4 (0.0)"),
+    ("negative std", "stds: 1 value(s) not > 0, first at column 0 (-2.0)"),
+    ("nan std", "stds: 1 value(s) not finite, first at column 2 (nan)"),
+    ("inf mean", "means: 1 value(s) not finite, first at column 383 (inf)"),
+])
+def test_means_and_stds_are_validated_where_they_enter(entry, bad, message):
+    means, stds = np.zeros(384, np.float32), np.ones(384, np.float32)
+    if bad == "short means":
+        means = means[:383]
+    elif bad == "long stds":
+        stds = np.ones(768, np.float32)
+    elif bad == "inf mean":
+        means[383] = np.inf
+    else:
+        stds[{"zero std": 4, "negative std": 0, "nan std": 2}[bad]] = {"zero std": 0, "negative std": -2,
+                                                                       "nan std": np.nan}[bad]
+    with pytest.raises(ValueError) as e:
+        _entry_points()[entry](means, stds)
+    assert str(e.value) == message
+
+
+def test_valid_statistics_pass_every_entry_point_as_tensors_too():
+    import torch
+
+    for call in _entry_points().values():
+        call(np.full(384, 0.5, np.float32), np.full(384, 0.25, np.float32))
+        call(torch.full((384,), 0.5), torch.full((384,), 0.25, dtype=torch.float64))
+
+
+def test_inv_stds_are_validated():
+    import torch
+
+    import aslfr
+
+    inv = torch.ones(384)
+    inv[10] = 0
+    with pytest.raises(ValueError, match=r"^inv_stds: 1 value\(s\) not > 0, first at column 10"):
+        aslfr.reference_preprocess(torch.rand(3, 384), torch.zeros(384), torch.ones(384), train=False,
+                                   rounding="tf.function", inv_stds=inv)
+
+
+def test_frame_transform_keeps_inf_as_the_reference_path_does():
+    """A ±inf in the records (kept from the parquet) comes out as ±inf from both the FrameTransform and
+    the reference path (tf.where(is_nan) keeps it), not as float32's max from one of them."""
+    import torch
+
+    import aslfr
+
+    frames = torch.rand(7, 384)
+    frames[1, 3], frames[4, 100], frames[2, 7] = float("inf"), float("-inf"), float("nan")
+    means, stds = torch.full((384,), 0.5), torch.full((384,), 0.2)
+    ours = aslfr.FrameTransform(means, stds, max_frames=320)(frames)
+    ref, length = aslfr.reference_preprocess(frames, means, stds, train=False)
+    assert length == 7 and torch.equal(ours, ref)
+    assert ours[1, 3] == float("inf") and ours[1, 384 + 3] == float("inf") and ours[4, 100] == float("-inf")
+    assert ours[2, 7] == 0 and ours[2, 384 + 7] == 0
