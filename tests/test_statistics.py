@@ -255,3 +255,38 @@ def test_frame_transform_keeps_inf_as_the_reference_path_does():
     assert length == 7 and torch.equal(ours, ref)
     assert ours[1, 3] == float("inf") and ours[1, 384 + 3] == float("inf") and ours[4, 100] == float("-inf")
     assert ours[2, 7] == 0 and ours[2, 384 + 7] == 0
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("no means", "no means.npy (written when a conversion finishes"),
+    ("garbage stds", "stds.npy: not a NumPy .npy array file"),
+    ("short means", "means.npy must have shape [384] (one value per column), got [10]"),
+    ("inf means", "means.npy: 1 value(s) not finite, first at column 0 (inf)"),
+    ("zero std", "stds.npy: 1 value(s) not > 0, first at column 5 (0.0)"),
+])
+def test_verify_fails_on_statistics_training_cannot_use(converted, tmp_path, damage, problem):
+    import shutil
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    shutil.copytree(converted, out)
+    d = out / "tfrecords/train"
+    means, stds = np.load(d / "means.npy"), np.load(d / "stds.npy")
+    if damage == "no means":
+        (d / "means.npy").unlink()
+    elif damage == "garbage stds":
+        (d / "stds.npy").write_bytes(b"\x93NUMPY garbage")
+    elif damage == "short means":
+        np.save(d / "means.npy", means[:10])
+    elif damage == "inf means":
+        means[0] = np.inf
+        np.save(d / "means.npy", means)
+    else:
+        stds[5] = 0
+        np.save(d / "stds.npy", stds)
+    res = subprocess.run([sys.executable, "-m", "aslfr.verify", str(out)], capture_output=True, text=True)
+    assert res.returncode == 1
+    lines = {line.split(": ")[0]: line for line in res.stdout.splitlines()}
+    assert f"{out}/tfrecords/sup: OK" in res.stdout
+    assert "FAIL 1 problem(s): " in lines[str(d)] and problem in lines[str(d)], res.stdout
