@@ -18,15 +18,15 @@ class StatsError(ValueError):
     """Statistics that are missing values, not finite, or have a std that is not > 0."""
 
 
-def checked(name: str, values, positive: bool = False, n_cols: int = N_COLS) -> np.ndarray:
-    """`values` as float32 [n_cols], or a StatsError naming `name`: wrong shape, not finite, or
+def checked(name: str, values, positive: bool = False) -> np.ndarray:
+    """`values` as float32 [384], or a StatsError naming `name`: wrong shape, not finite, or
     (with `positive`) not > 0."""
     a = np.asarray(values)
     if a.dtype.kind not in "fiu":
         raise StatsError(f"{name} must hold numbers, got dtype {a.dtype}")
     a = a.astype(np.float32)
-    if a.shape != (n_cols,):
-        raise StatsError(f"{name} must have shape [{n_cols}] (one value per column), got {list(a.shape)}")
+    if a.shape != (N_COLS,):
+        raise StatsError(f"{name} must have shape [{N_COLS}] (one value per column), got {list(a.shape)}")
     for bad, what in ((~np.isfinite(a), "not finite"), ((a <= 0) if positive else None, "not > 0")):
         if bad is not None and bad.any():
             col = int(np.flatnonzero(bad)[0])
@@ -34,9 +34,9 @@ def checked(name: str, values, positive: bool = False, n_cols: int = N_COLS) -> 
     return a
 
 
-def check_stats(means, stds, n_cols: int = N_COLS) -> tuple[np.ndarray, np.ndarray]:
-    """float32 means and stds, validated (shape [n_cols], finite, stds > 0)."""
-    return checked("means", means, n_cols=n_cols), checked("stds", stds, positive=True, n_cols=n_cols)
+def check_stats(means, stds) -> tuple[np.ndarray, np.ndarray]:
+    """float32 means and stds, validated (shape [384], finite, stds > 0)."""
+    return checked("means", means), checked("stds", stds, positive=True)
 
 
 def encode_stats(means, stds) -> dict[str, bytes]:
