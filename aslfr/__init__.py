@@ -27,7 +27,7 @@ _API = {
     "unpack": "aslfr.data.collate",
     "FrameTransform": "aslfr.data.transforms.frame",
     "n_cols": "aslfr.data.transforms.frame",
-    "load_stats": "aslfr.data.transforms.frame",
+    "load_stats": "aslfr.format.stats",
     "SCHEMA": "aslfr.format.schema",
     "reference_preprocess": "aslfr.data.transforms.reference",
     "reference_preprocess_batch": "aslfr.data.transforms.reference",

@@ -59,23 +59,22 @@ def _floor_one(args: tuple[str, str]) -> tuple[float, dict]:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from aslfr.convert import phases
+    from aslfr.convert.phases import PhaseTimer
     from aslfr.format.vocab import SELECTED_COLUMNS
 
     src, dst = args
-    phases.ENABLED = True
+    timer = PhaseTimer()
     t = time.perf_counter()
-    phases.start()
-    table = pq.read_table(src, columns=SELECTED_COLUMNS)
-    phases.tick("read")
+    with timer.phase("read"):
+        table = pq.read_table(src, columns=SELECTED_COLUMNS)
     with open(dst, "wb") as f:
-        for col in table.columns:
-            f.write(col.to_numpy().astype(np.float32, copy=False).tobytes())
-        f.flush()
-        phases.tick("write")
-        os.fsync(f.fileno())
-        phases.tick("fsync")
-    return time.perf_counter() - t, phases.take()
+        with timer.phase("write"):
+            for col in table.columns:
+                f.write(col.to_numpy().astype(np.float32, copy=False).tobytes())
+            f.flush()
+        with timer.phase("fsync"):
+            os.fsync(f.fileno())
+    return time.perf_counter() - t, timer.take()
 
 
 def _warm(_: int) -> int:

@@ -33,9 +33,10 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input or a bad environment, not a bug: printed as one line."""
     from aslfr.errors import InputError
     from aslfr.format.manifest import ManifestError
+    from aslfr.format.stats import StatsError
     from aslfr.format.tfrecord import CorruptRecordError
 
-    return InputError, ManifestError, CorruptRecordError, OSError
+    return InputError, ManifestError, CorruptRecordError, StatsError, OSError
 
 
 @contextmanager

@@ -19,10 +19,17 @@ def test_phase_accounting_in_workers(small_data, converted, tmp_path):
                          env=dict(os.environ, ASLFR_PHASES="1"))
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "report.json").read_text())
-    assert len(report["file_phases"]) == 3
-    for ph in report["file_phases"]:
-        assert {"read", "transpose", "nan_stats", "encode", "crc", "write", "fsync"} <= set(ph)
-        assert all(v["seconds"] >= 0 and v["faults"] >= 0 for v in ph.values())
+    assert len(report["file_phases"]) == len(report["file_seconds"]) == 3
+    for ph, file_seconds in zip(report["file_phases"], report["file_seconds"]):
+        assert set(ph) == {"read", "transpose", "nan_stats", "encode", "crc", "write", "fsync", "other"}
+        assert all(set(v) == {"seconds", "faults", "voluntary_cs", "involuntary_cs"} for v in ph.values())
+        # every phase ran in every file; counters only grow
+        assert all(v["seconds"] > 0 and min(v["faults"], v["voluntary_cs"], v["involuntary_cs"]) >= 0
+                   for v in ph.values())
+        # the phases partition the file's time: it encloses the time the file measures itself (rounded
+        # to ms) and lies inside the run's
+        total = sum(v["seconds"] for v in ph.values())
+        assert file_seconds - 0.001 <= total <= report["seconds"]
     assert tree_bytes(tmp_path / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")
 
 

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from aslfr.convert import phases, receipts
+from aslfr.convert import phases, receipts, shards
 from aslfr.convert.files import atomic_write_bytes, atomic_write_text
 from aslfr.convert.locks import locked, locked_all
 from aslfr.convert.procinfo import peak_rss_mb, process_age, rss_mb
 from aslfr.convert.settings import Settings
-from aslfr.convert.shards import ShardWriter, reference_order
+from aslfr.convert.shards import RecordWriter, ShardWriter, reference_order
 from aslfr.convert.stats import ColumnStats
 from aslfr.errors import InputError
 from aslfr.format import layout, vocab
@@ -90,14 +90,17 @@ class FileConversion(Dataset):
 
     def __init__(self, p: Plan):
         self.p = p
+        self.rss_start: float | None = None  # set in the process that converts (each worker has a copy)
 
     def __len__(self) -> int:
         return len(self.p.file_numbers)
 
     def __getitem__(self, j: int) -> dict[str, Any]:
+        if self.rss_start is None:  # resident memory before this process's first file
+            self.rss_start = rss_mb()
         i = self.p.file_numbers[j]
         try:
-            return convert_file(self.p, i)
+            return {**convert_file(self.p, i), "rss_start": self.rss_start}
         except InputError as e:  # returned, not raised: a worker's exception would arrive with a traceback
             return {"error": str(e)}
         except OSError as e:  # disk full, permissions: the shard writer has removed its temporary file
@@ -137,11 +140,15 @@ class RecordBuffers:
 
     def record(self, lm, k: int, meta: dict[str, Any], s: Settings, stats: ColumnStats) -> memoryview:
         """Sequence k of `lm` as encoded Example bytes (a view of the reused buffer), its frames
-        added to `stats`."""
-        phases.tick("other")
+        added to `stats`. The steps are the bench's phases (`account_phases`)."""
+        frames = self.transpose(lm, k)
+        return self.encode(self.nan_stats(frames, meta, s, stats))
+
+    def transpose(self, lm, k: int) -> np.ndarray:
         self._grow(lm.n_rows(k))
-        frames = lm.frames(k, out=self.frames)
-        phases.tick("transpose")
+        return lm.frames(k, out=self.frames)
+
+    def nan_stats(self, frames: np.ndarray, meta: dict[str, Any], s: Settings, stats: ColumnStats) -> dict[str, Any]:
         n = frames.shape[0]
         nan = np.isnan(frames, out=self.nan[:n])
         zeroed = self.zeroed[:n]
@@ -149,14 +156,13 @@ class RecordBuffers:
         np.copyto(zeroed, 0, where=nan)  # shared by frame_mean and the statistics
         rec = make_record(meta, frames, s.weight, s.eos_always, zeroed)
         stats.add_zeroed(zeroed, nan, self.f64)
-        phases.tick("nan_stats")
-        encoded = encode_record_into(rec, self.encoded)
-        phases.tick("encode")
-        return encoded
+        return rec
+
+    def encode(self, rec: dict[str, Any]) -> memoryview:
+        return encode_record_into(rec, self.encoded)
 
 
 _BUFFERS = RecordBuffers()
-_RSS_AT_START: float | None = None  # per process: resident memory before its first file
 
 
 def convert_file(p: Plan, i: int) -> dict[str, Any]:
@@ -177,16 +183,10 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
 
 
 def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> None:
-    global _RSS_AT_START
-    if _RSS_AT_START is None:
-        _RSS_AT_START = rss_mb()
-    summary["rss_start"] = _RSS_AT_START
     s = p.settings
     path = p.files[i]
     t0 = time.perf_counter()
-    phases.start()
     lm = read_landmarks(path, reuse_buffer=True)
-    phases.tick("read")
     if len(lm) == 0:
         raise InputError(f"{path}: empty parquet file (no frames)")
     groups: dict[int, list[int]] = {f: [] for f in todo}
@@ -225,11 +225,32 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
         if shard:
             summary["shards"].append(shard["name"])
     del lm
-    phases.tick("other")
-    if phases.ENABLED:
-        summary["phases"] = phases.take()
     summary["peak_rss"] = peak_rss_mb()
     summary["seconds"] = time.perf_counter() - t0
+
+
+def account_phases(timer: phases.PhaseTimer) -> None:
+    """For `make bench`: wrap the conversion's phase functions in `timer`, in this process and so in
+    the workers it forks (spawned workers import this module, which does it again), and give each
+    written file's summary its phase totals; the file's remaining time is "other"."""
+    this = sys.modules[__name__]
+    timer.instrument({
+        "read": [(this, "read_landmarks")],
+        "transpose": [(RecordBuffers, "transpose")],
+        "nan_stats": [(RecordBuffers, "nan_stats")],
+        "encode": [(RecordBuffers, "encode")],
+        "crc": [(RecordWriter, "frame")],
+        "write": [(shards, "_write_all")],
+        "fsync": [(RecordWriter, "sync")],
+    })
+    write_file = _write_file
+
+    def timed(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> None:
+        with timer.phase("file"):
+            write_file(p, i, todo, summary)
+        summary["phases"] = timer.take(whole="file")
+
+    this._write_file = timed
 
 
 def _start_method(s: Settings) -> str | None:
@@ -365,3 +386,5 @@ def format_summary(r: dict[str, Any], in_sweep: bool = False) -> str:
     return "\n".join(lines)
 
 
+if phases.requested():  # ASLFR_PHASES=1, set by `make bench`
+    account_phases(phases.PhaseTimer())

@@ -1,11 +1,10 @@
-"""Writing shards: the reference's record order, TFRecord framing through the `tfrecord` package, and
+"""Writing shards: the reference's record order, TFRecord framing as `aslfr.format.tfrecord` defines it, and
 files that appear under their final name only when complete (temporary file, fsync, rename), with
 their index file."""
 
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,12 +12,9 @@ import crc32c
 import numpy as np
 from tfrecord.writer import TFRecordWriter
 
-from aslfr.convert import phases
 from aslfr.convert.files import writing
 from aslfr.format.layout import index_name, shard_name, temporary_name
-from aslfr.format.tfrecord import index_bytes
-
-_HEADER = struct.Struct("<Q")
+from aslfr.format.tfrecord import OVERHEAD, frame_header, index_bytes, masked_crc
 
 
 def _write_all(file, parts) -> None:
@@ -42,16 +38,24 @@ class RecordWriter(TFRecordWriter):
         self.file_crc = 0
 
     def write_serialized(self, record: bytes) -> None:
-        length_bytes = _HEADER.pack(len(record))
-        head, tail = length_bytes + self.masked_crc(length_bytes), self.masked_crc(record)
-        for part in (head, record, tail):
-            self.file_crc = crc32c.crc32c(part, self.file_crc)
-        phases.tick("crc")
-        _write_all(self.file, (head, record, tail))
-        phases.tick("write")
-        framed = len(record) + 16
+        _write_all(self.file, self.frame(record))
+        framed = len(record) + OVERHEAD
         self.offsets.append((self.size, framed))
         self.size += framed
+
+    def frame(self, record: bytes) -> tuple:
+        """(header, record, CRC) of one record, added to the running CRC32C of the file."""
+        parts = (frame_header(len(record)), record, masked_crc(record))
+        for part in parts:
+            self.file_crc = crc32c.crc32c(part, self.file_crc)
+        return parts
+
+    def sync(self) -> None:
+        """Flush, fsync, close: the bytes are on disk before the file gets its shard name."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.close()
+
 
 def reference_order(n: int, buffer_size: int, seed: int) -> list[int]:
     """The order in which the reference's TfrecordsWriter(buffer_size, shuffle=True, seed) emits
@@ -128,11 +132,7 @@ class ShardWriter:
             if exc_type is not None:
                 return
             with writing(self.tmp):
-                w.file.flush()
-                phases.tick("write")
-                os.fsync(w.file.fileno())
-                w.close()
-                phases.tick("fsync")
+                w.sync()
             count = len(w.offsets)
             if count == 0:
                 return

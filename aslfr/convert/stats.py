@@ -1,6 +1,7 @@
-"""Per-column mean and std over all non-NaN frame values (`means.npy` / `stds.npy`, shape [384]),
+"""Per-column mean and std over all finite frame values (`means.npy` / `stds.npy`, shape [384]),
 as the reference's gen-mean (population std, std < 1e-6 -> 1), from mergeable partial sums so that
-conversion jobs, folds and files combine exactly in any grouping."""
+conversion jobs, folds and files combine exactly in any grouping. The reference leaves out NaN only;
+±inf is left out too, as one inf would make its column's mean inf and std NaN."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aslfr.format.layout import MEANS, STDS
+from aslfr.format.stats import StatsError, encode_stats
 from aslfr.format.vocab import N_COLS
 
 
@@ -22,27 +23,34 @@ class ColumnStats:
     squares: np.ndarray = field(default_factory=lambda: np.zeros(N_COLS, np.float64))
 
     def add(self, frames: np.ndarray) -> None:
-        """Accumulate float32 frames [n, n_cols]; NaN values are left out."""
-        nan = np.isnan(frames)
-        self.add_zeroed(np.where(nan, np.float32(0), frames), nan)
+        """Accumulate float32 frames [n, n_cols]; NaN and ±inf values are left out."""
+        bad = ~np.isfinite(frames)
+        self.add_zeroed(np.where(bad, np.float32(0), frames), bad)
 
     def add_zeroed(self, zeroed: np.ndarray, nan: np.ndarray, scratch: np.ndarray | None = None) -> None:
-        """`add` for frames whose NaN (mask `nan`) are already 0, as the converter has them;
+        """`add` for frames whose NaN (mask `nan`) are already 0, as the converter has them (an inf
+        among them is found here and left out too);
         `scratch` is a reusable float64 buffer of at least zeroed's shape."""
         n = zeroed.shape[0]
-        # bytes summed in uint16: ~3x faster than count_nonzero(axis=0)
-        self.count += n - nan.view(np.uint8).sum(0, dtype=np.uint16 if n < 1 << 16 else np.int64)
         x = zeroed.astype(np.float64) if scratch is None else scratch[:n]
         if scratch is not None:
             np.copyto(x, zeroed)
-        self.total += x.sum(0)
+        with np.errstate(invalid="ignore"):  # +inf and -inf in one column sum to NaN
+            total = x.sum(0)
+        if not np.isfinite(total).all():  # an inf among the values (finite float32 cannot overflow float64)
+            inf = ~np.isfinite(zeroed)
+            return self.add_zeroed(np.where(inf, np.float32(0), zeroed), nan | inf)
+        # bytes summed in uint16: ~3x faster than count_nonzero(axis=0)
+        self.count += n - nan.view(np.uint8).sum(0, dtype=np.uint16 if n < 1 << 16 else np.int64)
+        self.total += total
         self.squares += np.einsum("ij,ij->j", x, x)
 
     def merge(self, other: "ColumnStats") -> "ColumnStats":
         return ColumnStats(self.count + other.count, self.total + other.total, self.squares + other.squares)
 
     def means_stds(self) -> tuple[np.ndarray, np.ndarray]:
-        """float32 means and population stds; std < 1e-6 (or an empty column) becomes 1."""
+        """float32 means and population stds; a column with no finite value gets mean 0 and std 1,
+        and std < 1e-6 becomes 1."""
         n = np.maximum(self.count, 1)
         mean = self.total / n
         var = np.maximum(self.squares / n - mean * mean, 0.0)
@@ -59,16 +67,17 @@ class ColumnStats:
 
 
 def save(stats: ColumnStats, directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Write means.npy and stds.npy into `directory` (atomically) and return them."""
-    import io
-
+    """Write means.npy and stds.npy into `directory` (atomically) and return them; statistics
+    that `load_stats` would refuse are never written (StatsError)."""
     from aslfr.convert.files import atomic_write_bytes
 
     means, stds = stats.means_stds()
-    for name, arr in ((MEANS, means), (STDS, stds)):
-        buf = io.BytesIO()
-        np.save(buf, arr)
-        atomic_write_bytes(Path(directory) / name, buf.getvalue())
+    try:
+        files = encode_stats(means, stds)
+    except StatsError as e:
+        raise StatsError(f"{directory}: statistics not written: {e}") from None
+    for name, data in files.items():
+        atomic_write_bytes(Path(directory) / name, data)
     return means, stds
 
 

@@ -57,8 +57,8 @@ def loader(records, workers: int = 2, collate: Callable | None = None, transform
 def batched_training(records, device: str, stats_dir: Path, workers: int = 2) -> float:
     """Workers read and pack; the reference training path runs on whole batches on `device`."""
     from aslfr.data.collate import pack_collate, unpack
-    from aslfr.data.transforms.frame import load_stats
     from aslfr.data.transforms.reference import reference_preprocess_batch
+    from aslfr.format.stats import load_stats
 
     means, stds = (torch.as_tensor(a).to(device) for a in load_stats(stats_dir))
     gen = torch.Generator().manual_seed(0)
@@ -80,9 +80,9 @@ def reader_rows(records: Path, runs: int = 3) -> list[tuple[str, str]]:
     """(label, value) rows for the benchmark table, each with its ratio to the in-process reader:
     medians of `runs`; the training paths, slower, read the first 4 shards only."""
     from aslfr.data.collate import pack_collate
-    from aslfr.data.transforms.frame import load_stats
     from aslfr.data.transforms.reference import ReferencePreprocess
     from aslfr.format.manifest import resolve_shards
+    from aslfr.format.stats import load_stats
 
     torch.set_num_threads(1)  # the reader is single-threaded work; torch's intra-op threads only contend
     os.sync()  # no writeback of earlier runs during the measurements

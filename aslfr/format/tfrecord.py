@@ -1,8 +1,9 @@
 """TFRecord framing: `u64 length, u32 masked CRC32C(length), data, u32 masked CRC32C(data)`, the
 index files beside the shards, and reading with CRC checks and errors that name file and record.
 
-The writer frames through the `tfrecord` package (`aslfr.convert.shards`); this side only reads, so
-it does not import that package (which imports torch)."""
+The framing is defined here once: the writer (`aslfr.convert.shards`) frames with `frame_header` and
+`masked_crc` (it subclasses the `tfrecord` package's writer only for the file handling); this module
+does not import that package (which imports torch)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,19 @@ import crc32c
 
 _HEADER = struct.Struct("<Q")
 _MASK = 0xA282EAD8
+OVERHEAD = 16  # framing bytes per record: length, its CRC, the data's CRC
 
 
 def masked_crc(data) -> bytes:
     """TFRecord's masked CRC32C, as `tfrecord.TFRecordWriter.masked_crc` computes it."""
     crc = crc32c.crc32c(data)
     return struct.pack("<I", (((crc >> 15) | (crc << 17)) + _MASK) & 0xFFFFFFFF)
+
+
+def frame_header(length: int) -> bytes:
+    """The 12 bytes before a record of `length` bytes: u64 length and its masked CRC."""
+    length_bytes = _HEADER.pack(length)
+    return length_bytes + masked_crc(length_bytes)
 
 
 class CorruptRecordError(ValueError):
@@ -48,7 +56,7 @@ def read_index(path: str | Path, records: int | None = None, shard_bytes: int | 
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
             raise CorruptRecordError(f"{path}: line {n + 1} is not 'offset size' ({line[:40]!r})")
         o, s = int(parts[0]), int(parts[1])
-        if o != expected or s < 16:
+        if o != expected or s < OVERHEAD:
             raise CorruptRecordError(f"{path}: line {n + 1}: record at byte {o} (size {s}), expected byte {expected}")
         out.append((o, s))
         expected = o + s

@@ -1,6 +1,7 @@
 """Checking a records folder against its manifest: every listed shard exists with its record count,
 byte size and CRC32C; its index (if any) matches the manifest's size and CRC32C and the shard's
-records; every record passes both TFRecord CRCs and decodes with the schema; no unlisted shard."""
+records; every record passes both TFRecord CRCs and decodes with the schema; no unlisted shard;
+means.npy and stds.npy load as training needs them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from aslfr.format import layout
 from aslfr.format.manifest import ManifestError, checked_index, load_manifest
 from aslfr.format.schema import read_shard
+from aslfr.format.stats import stats_problems
 from aslfr.format.tfrecord import CorruptRecordError, file_crc32c
 
 
@@ -29,7 +31,7 @@ def verify_split(records_dir: Path) -> tuple[bool, str]:
         return False, f"{records_dir}: FAIL {e}"
     if m is None:
         return False, f"{records_dir}: FAIL no manifest.json"
-    problems = []
+    problems = stats_problems(records_dir)
     listed = {s["name"] for s in m["shards"]}
     extra = [p.name for p in layout.glob_shards(records_dir) if p.name not in listed]
     if extra:

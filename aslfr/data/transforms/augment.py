@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from aslfr.data.transforms import functional as F
+from aslfr.format.stats import check_stats, checked
 
 Params = Optional[Dict[str, Any]]
 Draw = Callable[..., torch.Tensor]
@@ -289,6 +290,9 @@ class ConcatNormalized(Transform):
         self.means = torch.as_tensor(means, dtype=torch.float32)
         self.stds = torch.as_tensor(stds, dtype=torch.float32)
         self.inv_stds = None if inv_stds is None else torch.as_tensor(inv_stds, dtype=torch.float32)
+        check_stats(self.means.cpu(), self.stds.cpu())  # every reference entry point builds this
+        if self.inv_stds is not None:
+            checked("inv_stds", self.inv_stds.cpu(), positive=True)
 
     def apply(self, x, params, lengths=None):
         return F.concat_normalized(x, F.normalize(x, self.means, self.stds, self.inv_stds))

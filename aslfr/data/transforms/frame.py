@@ -3,16 +3,13 @@ norm_frames, concat_frames, NaN -> 0, add_pos, use_z, and pad-or-resize to max_f
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aslfr.data.transforms.functional import resample
-
-from aslfr.format.layout import MEANS, STDS
+from aslfr.data.transforms.functional import nan_to_zero, resample
+from aslfr.format.stats import check_stats
 from aslfr.format.vocab import N_COLS
 
 
@@ -24,16 +21,6 @@ def n_cols(concat_frames: bool = True, add_pos: bool = True, use_z: bool = True,
     if not use_z:
         n = n // 3 * 2
     return n + (1 if add_pos else 0)
-
-
-def load_stats(records_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """means.npy and stds.npy written beside the train records."""
-    d = Path(records_dir)
-    missing = [n for n in (MEANS, STDS) if not (d / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{d}: no {missing[0]} (written when a conversion finishes; "
-                                "`python -m aslfr.stats` recomputes it)")
-    return np.load(d / MEANS), np.load(d / STDS)
 
 
 class FrameTransform:
@@ -49,8 +36,9 @@ class FrameTransform:
         self.width = n_cols(concat_frames, add_pos, use_z, norm_frames)
         if norm_frames and (means is None or stds is None):
             raise ValueError("norm_frames needs means and stds (see aslfr.load_stats)")
-        self.means = None if means is None else torch.as_tensor(np.asarray(means, np.float32))
-        self.stds = None if stds is None else torch.as_tensor(np.asarray(stds, np.float32))
+        self.means = self.stds = None
+        if norm_frames:  # validated here, not as a broadcast error or inf/NaN in every item
+            self.means, self.stds = (torch.from_numpy(a) for a in check_stats(means, stds))
         self.norm_frames, self.concat_frames = norm_frames, concat_frames
         self.add_pos, self.use_z, self.max_frames = add_pos, use_z, max_frames
 
@@ -60,7 +48,7 @@ class FrameTransform:
         if self.norm_frames:
             normed = (x - self.means) / self.stds
             x = torch.cat([x, normed], dim=-1) if self.concat_frames else normed
-        x = torch.nan_to_num(x, nan=0.0)
+        x = nan_to_zero(x)
         if not self.use_z:
             x = x.reshape(t, -1, 3)[..., :2].reshape(t, -1)
         if self.add_pos:

@@ -20,8 +20,6 @@ from aslfr.data.transforms import augment as A
 from aslfr.data.transforms import functional as F
 
 N_FRAMES = 320
-N_OUT_COLS = 2 * F.N_COLS + 1  # 769
-
 
 ROUNDINGS = ("tf.data", "tf.function")
 
