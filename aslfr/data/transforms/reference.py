@@ -20,6 +20,7 @@ from aslfr.data.transforms import augment as A
 from aslfr.data.transforms import functional as F
 
 N_FRAMES = 320
+N_OUT_COLS = 2 * F.N_COLS + 1  # 769: raw and normalized columns, then the position
 
 ROUNDINGS = ("tf.data", "tf.function")
 
