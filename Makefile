@@ -39,7 +39,7 @@ merge: $(SETUP)
 	$(PY) -m aslfr.merge data_dir=$(DATA) out_dir=$(OUT) $(ARGS)
 
 verify: $(SETUP)
-	$(PY) -m aslfr.verify $(OUT)
+	$(PY) -m aslfr.verify out_dir=$(OUT)
 
 inspect: $(SETUP)
 	$(PY) -m aslfr.inspect out_dir=$(OUT) $(ARGS)
@@ -48,7 +48,7 @@ test: $(SETUP)
 	$(PY) -m pytest -q
 
 train-demo: demo
-	$(PY) -m aslfr.train_demo $(OUT)
+	$(PY) -m aslfr.train_demo out_dir=$(OUT)
 
 bench: $(SETUP)
 	$(PY) -m aslfr.bench --data bench-data

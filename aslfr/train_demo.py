@@ -1,4 +1,4 @@
-"""`make train-demo` (`python -m aslfr.train_demo OUT_DIR`): a tiny CTC model trained for a few steps on
+"""`make train-demo` (`python -m aslfr.train_demo out_dir=out/demo`): a tiny CTC model trained for a few steps on
 the demo records as the reference's stage 1 trains: the training path (augmentations, [raw |
 normalized] + position, 320 frames) on DataLoader workers, train folds != valid_fold with the
 supplemental records mixed in at their weight, CTC over 61 tokens (blank = PAD = 0, targets keep
@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import aslfr
+from aslfr.cli import add_out_dir
 from aslfr.format.vocab import VOCAB_SIZE
 
 
@@ -41,7 +42,8 @@ def ctc_losses(model: nn.Module, batch: dict, ctc: nn.CTCLoss) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m aslfr.train_demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("out_dir", nargs="?", default="out/demo")
+    add_out_dir(p, "the converter's out_dir, with tfrecords/train (and tfrecords/sup); `out_dir=` may be left out",
+                default="out/demo")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16)

@@ -65,3 +65,36 @@ def test_make_verify_fails_on_a_broken_folder(converted, tmp_path):
     next((out / "tfrecords/train").glob("*.tfrec")).unlink()
     res = _make("verify", f"PY={PY}", f"OUT={out}")
     assert res.returncode != 0 and "FAIL" in res.stdout
+
+
+def _run(*args, cwd=None, timeout=300):
+    return subprocess.run([PY, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", ["verify", "stats"])
+def test_out_dir_spellings_agree(command, converted, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(converted, out)
+    runs = [_run("-m", f"aslfr.{command}", arg) for arg in (f"out_dir={out}", str(out))]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert str(out / "tfrecords/train") in runs[0].stdout and str(out / "tfrecords/sup") in runs[0].stdout
+    missing = _run("-m", f"aslfr.{command}", f"out_dir={tmp_path / 'nothing'}")
+    assert missing.returncode == 1 and f"{tmp_path / 'nothing'}:" in missing.stdout + missing.stderr
+
+
+def test_inspect_takes_a_bare_path_first(converted):
+    runs = [_run("-m", "aslfr.inspect", arg) for arg in (f"out_dir={converted}", str(converted))]
+    assert [r.returncode for r in runs] == [0, 0], runs[1].stderr
+    assert runs[0].stdout == runs[1].stdout and "lost EOS" in runs[0].stdout
+
+
+def test_train_demo_takes_out_dir(converted, capsys):
+    from aslfr import train_demo
+
+    train_demo.main([f"out_dir={converted}", "--steps", "1", "--workers", "0"])
+    out = capsys.readouterr().out
+    # shard names are {file*4 + fold}.{count}: training reads train folds 1..3 and all supplemental records
+    train = sum(int(p.name.split(".")[1]) for p in converted.glob("tfrecords/*/*.tfrec")
+                if p.parent.name == "sup" or int(p.name.split(".")[0]) % 4 != 0)
+    assert f"training on {train} records" in out and "over 1 steps" in out
