@@ -5,6 +5,7 @@ console script."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,3 +99,60 @@ def test_train_demo_takes_out_dir(converted, capsys):
     train = sum(int(p.name.split(".")[1]) for p in converted.glob("tfrecords/*/*.tfrec")
                 if p.parent.name == "sup" or int(p.name.split(".")[0]) % 4 != 0)
     assert f"training on {train} records" in out and "over 1 steps" in out
+
+
+def test_merge_has_its_own_help(tmp_path):
+    res = _run("-m", "aslfr.merge", "--help", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("python -m aslfr.merge out_dir=PATH data_dir=PATH [split=...] [folds=N]: finalize")
+    assert [ln.split("=")[0].strip() for ln in res.stdout.splitlines() if re.match(r"\s+\w+=", ln)] == \
+        ["out_dir", "data_dir", "split", "folds"]
+    assert "competition parquet" not in res.stdout and list(tmp_path.iterdir()) == []
+
+
+def _sup_parts(small_data, out, *overrides):
+    from conftest import convert
+
+    for fold in (0, 1):
+        convert(small_data, out, "split=supplemental", f"+fold={fold}", "num_workers=0", *overrides, finalize=False)
+
+
+def test_merge_fails_naming_the_missing_parts(small_data, tmp_path):
+    _sup_parts(small_data, tmp_path)
+    res = _run("-m", "aslfr.merge", f"out_dir={tmp_path}", f"data_dir={small_data}")
+    csv = (small_data / "supplemental_metadata.csv").read_text().splitlines()[1:]
+    files = [Path(p).name for p in dict.fromkeys(line.split(",")[0] for line in csv)]  # CSV order
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr == (f"aslfr: error: supplemental: 4 of 8 shard units complete in {tmp_path}/tfrecords/sup, "
+                          f"missing or out of date: {files[0]} folds 2,3; {files[1]} folds 2,3; manifest not written\n")
+    assert not (tmp_path / "tfrecords/sup/manifest.json").exists()
+
+
+def test_merge_fails_when_folds_disagree_with_the_parts(converted, small_data, tmp_path):
+    shutil.copytree(converted, tmp_path / "out")
+    (tmp_path / "out/tfrecords/sup/manifest.json").unlink()
+    res = _run("-m", "aslfr.merge", f"out_dir={tmp_path / 'out'}", f"data_dir={small_data}", "split=supplemental",
+               "folds=5")
+    assert res.returncode == 1 and res.stderr == (f"aslfr: error: {tmp_path}/out/tfrecords/sup: folds=5 disagrees "
+                                                  f"with the parts there, written with folds=4\n")
+    assert not (tmp_path / "out/tfrecords/sup/manifest.json").exists()
+    res = _run("-m", "aslfr.merge", str(tmp_path / "out"), f"data_dir={small_data}", "split=supplemental", "folds=4")
+    assert res.returncode == 0, res.stderr
+    assert tree_bytes(tmp_path / "out/tfrecords/sup") == tree_bytes(converted / "tfrecords/sup")
+
+
+def test_merge_takes_the_settings_the_parts_were_written_with(small_data, tmp_path):
+    """Parts written with sup_weight=0.5 and shuffle_seed=7 merge into the bytes of one such run,
+    without those settings repeated to merge."""
+    from conftest import convert
+
+    settings = ("sup_weight=0.5", "shuffle_seed=7")
+    convert(small_data, tmp_path / "whole", "split=supplemental", "num_workers=0", *settings)
+    _sup_parts(small_data, tmp_path / "jobs", *settings)
+    for fold in (2, 3):
+        convert(small_data, tmp_path / "jobs", "split=supplemental", f"+fold={fold}", "num_workers=0", *settings,
+                finalize=False)
+    res = _run("-m", "aslfr.merge", f"out_dir={tmp_path / 'jobs'}", f"data_dir={small_data}")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("supplemental: manifest.json, means.npy, stds.npy written (24 records, 8 shards)")
+    assert tree_bytes(tmp_path / "jobs/tfrecords/sup") == tree_bytes(tmp_path / "whole/tfrecords/sup")
