@@ -26,6 +26,9 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 
+from aslfr.cli import one_line_errors
+from aslfr.errors import InputError
+
 FILES = 4
 SEQUENCES = 1000
 MEAN_FRAMES = 160
@@ -132,6 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=5, help="runs of each timing (median reported)")
     p.add_argument("--settle", type=float, default=0.0, help="seconds of quiet before each timed run")
     a = p.parse_args(argv)
+    with one_line_errors():
+        if a.repeat < 1 or a.settle < 0:
+            raise InputError(f"--repeat must be >= 1 and --settle >= 0, got {a.repeat} and {a.settle}")
+        run(a)
+
+
+def run(a: argparse.Namespace) -> None:
     root = Path(a.data).absolute()
     full, two = ensure_data(root)
     files = sorted((full / "train_landmarks").glob("*.parquet"))

@@ -156,3 +156,44 @@ def test_merge_takes_the_settings_the_parts_were_written_with(small_data, tmp_pa
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("supplemental: manifest.json, means.npy, stds.npy written (24 records, 8 shards)")
     assert tree_bytes(tmp_path / "jobs/tfrecords/sup") == tree_bytes(tmp_path / "whole/tfrecords/sup")
+
+
+def _one_line_error(res) -> str:
+    assert res.returncode == 1 and res.stderr.startswith("aslfr: error: ") and res.stderr.count("\n") == 1, res.stderr
+    return res.stderr
+
+
+@pytest.mark.parametrize("batch, workers", [(64, 0), (40, 2)])
+def test_train_demo_with_no_full_batch_fails_instead_of_hanging(converted, batch, workers):
+    """57 training records: one process has no batch of 64, and two workers (about 28 records each,
+    each batching its own share) have no batch of 40. The old loop spun forever: a timeout fails it."""
+    res = _run("-m", "aslfr.train_demo", f"out_dir={converted}", "--batch-size", str(batch), "--workers",
+               str(workers), "--steps", "3", timeout=240)
+    assert f"--batch-size {batch}: no full batch in an epoch of 57 records" in _one_line_error(res)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--workers", "-1"], "--workers must be >= 0, got -1"),
+    (["--valid-fold", "4"], "valid_fold must be in 0..3"),
+])
+def test_train_demo_bad_settings_are_one_line(converted, args, message):
+    res = _run("-m", "aslfr.train_demo", f"out_dir={converted}", *args, timeout=240)
+    assert message in _one_line_error(res)
+
+
+def test_train_demo_missing_records_is_one_line(tmp_path):
+    res = _run("-m", "aslfr.train_demo", f"out_dir={tmp_path}", timeout=240)
+    assert f"{tmp_path}/tfrecords/train" in _one_line_error(res)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--repeat", "0", "--data", "{file}/bench"], "--repeat must be >= 1"),
+    (["--data", "{file}/bench"], "{file}/bench/four: Not a directory"),
+])
+def test_bench_bad_input_is_one_line(tmp_path, args, message):
+    (tmp_path / "file").write_text("")  # --data under a regular file: no benchmark data can be generated
+    args = [a.format(file=tmp_path / "file") for a in args]
+    res = _run("-m", "aslfr.bench", *args, timeout=240)
+    assert message.format(file=tmp_path / "file") in _one_line_error(res)
