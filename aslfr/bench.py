@@ -26,7 +26,7 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 
-from aslfr.cli import one_line_errors
+from aslfr.cli import one_line_errors, prog
 from aslfr.errors import InputError
 
 FILES = 4
@@ -130,7 +130,7 @@ def selected_bytes(files: list[Path]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m aslfr.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog("aslfr.bench"), description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="bench-data", help="cache folder for the generated data and outputs")
     p.add_argument("--repeat", type=int, default=5, help="runs of each timing (median reported)")
     p.add_argument("--settle", type=float, default=0.0, help="seconds of quiet before each timed run")

@@ -30,6 +30,12 @@ def fail(e: BaseException | str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+def prog(module: str) -> str:
+    """The command's name in its usage line: `aslfr <command>` under the console script (which sets
+    argv[0] so), else `python -m <module>`."""
+    return sys.argv[0] if sys.argv[0].startswith("aslfr ") else f"python -m {module}"
+
+
 def add_out_dir(parser: ArgumentParser, help: str, default: str | None = None) -> None:
     """The output folder as every command takes it: `out_dir=PATH`, the Hydra commands' spelling, or
     the bare PATH that verify, stats and train_demo took first."""

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aslfr.cli import add_out_dir, fail, one_line_errors
+from aslfr.cli import add_out_dir, fail, one_line_errors, prog
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m aslfr.stats", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=prog("aslfr.stats"), description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n")[1])
     add_out_dir(p, "the converter's out_dir, or one records folder ({out_dir}/tfrecords/train); "
                    "`out_dir=` may be left out")

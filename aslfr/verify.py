@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aslfr.cli import add_out_dir, one_line_errors
+from aslfr.cli import add_out_dir, one_line_errors, prog
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m aslfr.verify", description=__doc__.split("\n\n")[0],
+        prog=prog("aslfr.verify"), description=__doc__.split("\n\n")[0],
         epilog="Checks per shard: presence, record count, bytes and CRC32C against manifest.json; the index "
                "file's size, CRC32C and offsets; both TFRecord CRCs of every record; the schema; and that no "
                "unlisted shard is in the folder.")

@@ -197,3 +197,60 @@ def test_bench_bad_input_is_one_line(tmp_path, args, message):
     args = [a.format(file=tmp_path / "file") for a in args]
     res = _run("-m", "aslfr.bench", *args, timeout=240)
     assert message.format(file=tmp_path / "file") in _one_line_error(res)
+
+
+COMMANDS = ["convert", "merge", "verify", "inspect", "stats", "synthetic", "train-demo", "bench"]
+
+
+def test_dispatcher_lists_every_command_once(capsys, monkeypatch):
+    from aslfr.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["aslfr"])
+    assert main(["--help"]) == 0
+    listed = [ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ")]
+    assert listed == COMMANDS
+    assert main([]) == 2 and "usage: aslfr <command>" in capsys.readouterr().err
+    assert main(["nope"]) == 2
+    assert capsys.readouterr().err == (f"aslfr: error: unknown command 'nope'; commands: {', '.join(COMMANDS)} "
+                                       f"(aslfr --help)\n")
+
+
+def test_dispatcher_runs_the_command_with_its_name(converted, capsys, monkeypatch):
+    from aslfr.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["aslfr"])
+    with pytest.raises(SystemExit) as e:
+        main(["verify", "--help"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("usage: aslfr verify [-h] out_dir=PATH\n")
+    assert main(["verify", f"out_dir={converted}"]) == 0
+    assert sorted(ln.split(":")[0] for ln in capsys.readouterr().out.splitlines()) == \
+        [str(converted / "tfrecords/sup"), str(converted / "tfrecords/train")]
+    with pytest.raises(SystemExit) as e:
+        main(["train_demo", "--steps", "0"])  # the alias of train-demo
+    assert e.value.code == 1 and capsys.readouterr().err == "aslfr: error: --steps must be >= 1, got 0\n"
+
+
+def _script() -> Path:
+    script = Path(PY).with_name("aslfr")
+    if not script.is_file():
+        pytest.skip(f"no `aslfr` console script beside {PY}: pip install -e . into this interpreter's venv")
+    return script
+
+
+def test_console_script(converted, tmp_path):
+    script = str(_script())
+    res = subprocess.run([script, "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0 and [ln.split()[0] for ln in res.stdout.splitlines() if ln.startswith("  ")] == COMMANDS
+    res = subprocess.run([script, "nope"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.startswith("aslfr: error: unknown command 'nope'")
+    for command, first in [("convert", "python -m aslfr.convert [key=value ...]"),
+                           ("merge", "python -m aslfr.merge out_dir=PATH data_dir=PATH"),
+                           ("inspect", "python -m aslfr.inspect out_dir=PATH"),
+                           ("train-demo", "usage: aslfr train-demo [-h]"), ("stats", "usage: aslfr stats [-h]")]:
+        res = subprocess.run([script, command, "--help"], capture_output=True, text=True, cwd=tmp_path)
+        assert res.returncode == 0 and res.stdout.startswith(first), (command, res.stdout[:200], res.stderr)
+    res = subprocess.run([script, "inspect", str(converted)], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0 and "lost EOS" in res.stdout, res.stderr
+    res = subprocess.run([script, "verify", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 1 and f"{tmp_path}: FAIL" in res.stdout
+    assert list(tmp_path.iterdir()) == []
