@@ -254,3 +254,28 @@ def test_console_script(converted, tmp_path):
     res = subprocess.run([script, "verify", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 1 and f"{tmp_path}: FAIL" in res.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_defaults_are_stated_once_and_the_yaml_mirrors_them():
+    """The notebook's fold count, fold seed and supplemental weight (its FLAGS: 4, 1229; 0.1 in its
+    writer) live in aslfr.format.layout; every Settings default equals what conf/convert.yaml composes,
+    and the library's other entry points default to the same."""
+    import dataclasses
+    import inspect
+
+    from aslfr.convert.settings import Settings
+    from aslfr.data.sequences import ParquetSequences
+    from aslfr.format import layout
+    from aslfr.source.metadata import load_metadata
+    from conftest import compose_config
+
+    assert (layout.FOLDS, layout.FOLD_SEED, layout.SUP_WEIGHT) == (4, 1229, 0.1)
+    cfg = compose_config()
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING}
+    composed = {k: cfg.get(k) for k in defaults}
+    composed["split"] = cfg.split.name
+    assert composed == defaults
+    assert (cfg.folds, cfg.fold_seed, cfg.sup_weight) == (4, 1229, 0.1)
+    for fn, keys in ((load_metadata, ("folds", "fold_seed")), (ParquetSequences.__init__, ("folds", "fold_seed", "sup_weight"))):
+        params = inspect.signature(fn).parameters
+        assert {k: params[k].default for k in keys} == {k: defaults[k] for k in keys}, fn
