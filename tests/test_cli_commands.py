@@ -279,3 +279,35 @@ def test_defaults_are_stated_once_and_the_yaml_mirrors_them():
     for fn, keys in ((load_metadata, ("folds", "fold_seed")), (ParquetSequences.__init__, ("folds", "fold_seed", "sup_weight"))):
         params = inspect.signature(fn).parameters
         assert {k: params[k].default for k in keys} == {k: defaults[k] for k in keys}, fn
+
+
+def _yaml_comments() -> dict[str, tuple[str, str]]:
+    """key -> (value, comment) from conf/convert.yaml's top-level lines (and its `split` default)."""
+    text = (ROOT / "conf/convert.yaml").read_text()
+    return {m[0]: (m[1], m[2]) for m in re.findall(r"^(?:  - )?(\w+): (\S+) +# (.*)$", text, re.M)}
+
+
+def _help_lines() -> dict[str, str]:
+    res = _run("-m", "aslfr.convert", "--help")
+    assert res.returncode == 0, res.stderr
+    return dict(re.findall(r"^  (\w+)=\S*   (.*)$", res.stdout, re.M))
+
+
+def _readme_rows() -> dict[str, tuple[str, str]]:
+    """key -> (default, description) from the README's table of converter keys (backticks dropped)."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| key | default | |"):].split("\n\n")[0]
+    rows = [re.split(r"(?<!\\)\|", row)[1:-1] for row in table.splitlines()[2:]]
+    return {key.strip(" `+="): (default.strip(" `"), desc.strip().replace("`", "").replace("\\|", "|"))
+            for key, default, desc in rows}
+
+
+def test_converter_keys_are_described_alike_in_yaml_help_and_readme():
+    from aslfr.convert.settings import Settings
+
+    keys = set(Settings.__dataclass_fields__)
+    yaml, help_, readme = _yaml_comments(), _help_lines(), _readme_rows()
+    assert set(yaml) == set(help_) == set(readme) == keys
+    for key in sorted(keys):
+        assert yaml[key][1] == help_[key] == readme[key][1], key
+        assert readme[key][0] == yaml[key][0], key  # the README's default column
