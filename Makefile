@@ -1,13 +1,20 @@
 # aslfr: `make demo` sets up .venv, generates synthetic data and converts it; `make test` runs the tests.
+# Real data: `make convert DATA=/data/asl OUT=/data/aslfr [SPLIT=supplemental] [FOLD=2] [ARGS="num_workers=8"]`,
+# then `make verify OUT=/data/aslfr` and `make inspect OUT=/data/aslfr`. PY=/path/to/python skips the .venv.
 PYTHON ?= python3
 VENV ?= .venv
-PY := $(VENV)/bin/python
+PY ?= $(VENV)/bin/python
 DATA ?= data/synthetic
 OUT ?= out/demo
+SPLIT ?= train
+FOLD ?=
+ARGS ?=
 # torch first and pinned: 2.13.0 is the CPU build on this machine's disk; a looser spec can pull a CUDA build.
 TORCH ?= torch==2.13.0
+# the .venv is created only when the commands run from it
+SETUP := $(if $(filter $(VENV)/bin/python,$(PY)),setup)
 
-.PHONY: setup demo convert test bench train-demo clean
+.PHONY: setup demo convert merge verify inspect test bench train-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,20 +25,32 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-$(DATA)/train.csv: | $(VENV)/.installed
+$(DATA)/train.csv: | $(SETUP)
 	$(PY) -m aslfr.synthetic $(DATA)
 
-demo: setup $(DATA)/train.csv
+demo: $(SETUP) $(DATA)/train.csv
 	$(PY) -m aslfr.convert data_dir=$(DATA) out_dir=$(OUT)
 	$(PY) -m aslfr.convert data_dir=$(DATA) out_dir=$(OUT) split=supplemental
 
-test: setup
+convert: $(SETUP)
+	$(PY) -m aslfr.convert data_dir=$(DATA) out_dir=$(OUT) split=$(SPLIT) $(if $(FOLD),+fold=$(FOLD)) $(ARGS)
+
+merge: $(SETUP)
+	$(PY) -m aslfr.merge data_dir=$(DATA) out_dir=$(OUT) $(ARGS)
+
+verify: $(SETUP)
+	$(PY) -m aslfr.verify out_dir=$(OUT)
+
+inspect: $(SETUP)
+	$(PY) -m aslfr.inspect out_dir=$(OUT) $(ARGS)
+
+test: $(SETUP)
 	$(PY) -m pytest -q
 
 train-demo: demo
-	$(PY) -m aslfr.train_demo $(OUT)
+	$(PY) -m aslfr.train_demo out_dir=$(OUT)
 
-bench: setup
+bench: $(SETUP)
 	$(PY) -m aslfr.bench --data bench-data
 
 clean:

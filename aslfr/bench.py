@@ -26,6 +26,9 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 
+from aslfr.cli import one_line_errors, prog
+from aslfr.errors import InputError
+
 FILES = 4
 SEQUENCES = 1000
 MEAN_FRAMES = 160
@@ -126,11 +129,18 @@ def selected_bytes(files: list[Path]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m aslfr.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog("aslfr.bench"), description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="bench-data", help="cache folder for the generated data and outputs")
     p.add_argument("--repeat", type=int, default=5, help="runs of each timing (median reported)")
     p.add_argument("--settle", type=float, default=0.0, help="seconds of quiet before each timed run")
     a = p.parse_args(argv)
+    with one_line_errors():
+        if a.repeat < 1 or a.settle < 0:
+            raise InputError(f"--repeat must be >= 1 and --settle >= 0, got {a.repeat} and {a.settle}")
+        run(a)
+
+
+def run(a: argparse.Namespace) -> None:
     root = Path(a.data).absolute()
     full, two = ensure_data(root)
     files = sorted((full / "train_landmarks").glob("*.parquet"))

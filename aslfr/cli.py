@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from argparse import ArgumentParser
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NoReturn
@@ -27,6 +28,26 @@ def fail(e: BaseException | str, code: int = 1) -> NoReturn:
         raise e
     print(f"aslfr: error: {e}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def prog(module: str) -> str:
+    """The command's name in its usage line: `aslfr <command>` under the console script (which sets
+    argv[0] so), else `python -m <module>`."""
+    return sys.argv[0] if sys.argv[0].startswith("aslfr ") else f"python -m {module}"
+
+
+def add_out_dir(parser: ArgumentParser, help: str, default: str | None = None) -> None:
+    """The output folder as every command takes it: `out_dir=PATH`, the Hydra commands' spelling, or
+    the bare PATH that verify, stats and train_demo took first."""
+    parser.add_argument("out_dir", metavar="out_dir=PATH", type=lambda v: v.removeprefix("out_dir="),
+                        nargs="?" if default else None, default=default, help=help)
+
+
+def path_as_out_dir(argv: list[str]) -> list[str]:
+    """For the Hydra commands: a leading bare PATH (no `=`, not an option) is `out_dir=PATH`."""
+    if len(argv) > 1 and "=" not in argv[1] and not argv[1].startswith("-"):
+        return [argv[0], f"out_dir={argv[1]}", *argv[2:]]
+    return argv
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:

@@ -1,14 +1,15 @@
-"""`python -m aslfr.inspect out_dir=...`: what was written, per split and fold; with `+sequence_id=N`,
+"""`python -m aslfr.inspect out_dir=PATH` (or PATH): what was written, per split and fold; with `+sequence_id=N`,
 a PNG of that sequence read back from the records (matplotlib: pip install -e '.[viz]')."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from aslfr.cli import CONFIG_DIR, one_line_errors
+from aslfr.cli import CONFIG_DIR, one_line_errors, path_as_out_dir
 
 COLUMNS = ("columns: dup = share of records whose phrase also occurs in another fold (phrase_dup); "
            "no L hand / no R hand = share of frames whose left / right hand is entirely missing (NaN); "
@@ -46,9 +47,14 @@ def lines(cfg: DictConfig) -> list[str]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")
-def main(cfg: DictConfig) -> None:
+def _app(cfg: DictConfig) -> None:
     with one_line_errors():
         print("\n\n".join(lines(cfg)))
+
+
+def main() -> None:
+    sys.argv = path_as_out_dir(sys.argv)
+    _app()
 
 
 if __name__ == "__main__":

@@ -1,30 +1,35 @@
-"""`python -m aslfr.merge out_dir=... [data_dir=...] [split=...]`: finalize the parts written by
-separate jobs (`+fold` sweeps, `shard_index` jobs) into `manifest.json`, `means.npy` and `stds.npy`.
-Without `split=`, every split that has parts under out_dir."""
+"""`python -m aslfr.merge out_dir=PATH data_dir=PATH [split=...] [folds=N]`: finalize the parts written
+by separate jobs (`+fold` sweeps, `shard_index` jobs) into `manifest.json`, `means.npy` and
+`stds.npy`, with the settings the parts were written with. Exits 1 naming the units still missing."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from aslfr.cli import CONFIG_DIR, one_line_errors
+from aslfr.cli import CONFIG_DIR, one_line_errors, path_as_out_dir
 
 
-def _split_given() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-
-    return any(o.split("=", 1)[0].lstrip("+~") == "split" for o in HydraConfig.get().overrides.task)
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="convert")
-def main(cfg: DictConfig) -> None:
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="merge")
+def _app(cfg: DictConfig) -> None:
     with one_line_errors():
-        from aslfr.convert.cli import settings_from_config
-        from aslfr.convert.merge import merge_all
+        from aslfr.convert.merge import merge_parts
+        from aslfr.errors import InputError
 
-        s = settings_from_config(cfg)
-        for line in merge_all(s, [s.split] if _split_given() else None):
-            print(line)
+        missing = [k for k in ("out_dir", "data_dir") if cfg.get(k) is None]
+        if missing:
+            raise InputError(f"merge needs {' and '.join(f'{k}=' for k in missing)} (the conversion jobs' values)")
+        paths = [str(Path(cfg[k]).expanduser().absolute()) for k in ("out_dir", "data_dir")]
+        for line in merge_parts(*paths, cfg.split.name if "split" in cfg else None, cfg.get("folds")):
+            print(line, flush=True)
+
+
+def main() -> None:
+    sys.argv = path_as_out_dir(sys.argv)
+    _app()
 
 
 if __name__ == "__main__":

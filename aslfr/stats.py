@@ -1,4 +1,4 @@
-"""`python -m aslfr.stats PATH`: recompute means.npy / stds.npy from the records.
+"""`python -m aslfr.stats out_dir=PATH`: recompute means.npy / stds.npy from the records.
 
 PATH is an output folder or one records folder, as `python -m aslfr.verify` takes; the shards read
 are those manifest.json lists. A folder with no records is an error: no statistics are written."""
@@ -8,22 +8,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aslfr.cli import fail, one_line_errors
+from aslfr.cli import add_out_dir, fail, one_line_errors, prog
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m aslfr.stats", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=prog("aslfr.stats"), description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n")[1])
-    p.add_argument("path", help="an output folder ({out_dir}) or one records folder ({out_dir}/tfrecords/train)")
+    add_out_dir(p, "the converter's out_dir, or one records folder ({out_dir}/tfrecords/train); "
+                   "`out_dir=` may be left out")
     a = p.parse_args(argv)
     from aslfr.convert.stats import from_records, save
     from aslfr.format.manifest import resolve_shards
     from aslfr.format.verify import records_dirs
 
     with one_line_errors():
-        dirs = records_dirs(a.path)
+        dirs = records_dirs(a.out_dir)
         if not dirs:
-            fail(f"{a.path}: no records folder with a manifest.json (convert first)")
+            fail(f"{a.out_dir}: no records folder with a manifest.json (convert first)")
         for d in dirs:
             stats = from_records(resolve_shards(d))
             if not stats.count.any():

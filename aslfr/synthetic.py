@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from aslfr.cli import one_line_errors
+from aslfr.cli import one_line_errors, prog
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m aslfr.synthetic", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog("aslfr.synthetic"), description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir")
     p.add_argument("--train-files", type=int, default=3)
     p.add_argument("--sup-files", type=int, default=2)

@@ -1,4 +1,4 @@
-"""`make train-demo` (`python -m aslfr.train_demo OUT_DIR`): a tiny CTC model trained for a few steps on
+"""`make train-demo` (`python -m aslfr.train_demo out_dir=out/demo`): a tiny CTC model trained for a few steps on
 the demo records as the reference's stage 1 trains: the training path (augmentations, [raw |
 normalized] + position, 320 frames) on DataLoader workers, train folds != valid_fold with the
 supplemental records mixed in at their weight, CTC over 61 tokens (blank = PAD = 0, targets keep
@@ -14,6 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import aslfr
+from aslfr.cli import add_out_dir, one_line_errors, prog
+from aslfr.errors import InputError
 from aslfr.format.vocab import VOCAB_SIZE
 
 
@@ -40,21 +42,33 @@ def ctc_losses(model: nn.Module, batch: dict, ctc: nn.CTCLoss) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m aslfr.train_demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("out_dir", nargs="?", default="out/demo")
+    p = argparse.ArgumentParser(prog=prog("aslfr.train_demo"), description=__doc__.split("\n\n")[0])
+    add_out_dir(p, "the converter's out_dir, with tfrecords/train (and tfrecords/sup); `out_dir=` may be left out",
+                default="out/demo")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--valid-fold", type=int, default=0)
     a = p.parse_args(argv)
+    with one_line_errors():
+        run(a)
+
+
+def run(a: argparse.Namespace) -> None:
+    for name, low in (("steps", 1), ("batch_size", 1), ("workers", 0)):
+        if getattr(a, name) < low:
+            raise InputError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(a, name)}")
     torch.manual_seed(0)
     records = Path(a.out_dir) / "tfrecords"
     sup = records / "sup" if (records / "sup" / "manifest.json").is_file() else None
-    train_files, valid_files = aslfr.fold_files(records / "train", a.valid_fold, sup_dir=sup)
-    means, stds = aslfr.load_stats(records / "train")
-    train = aslfr.TFRecordShards(train_files, shuffle=True, seed=0,
-                                 transform=aslfr.ReferencePreprocess(means, stds, train=True))
-    valid = aslfr.TFRecordShards(valid_files, transform=aslfr.ReferencePreprocess(means, stds, train=False))
+    try:
+        train_files, valid_files = aslfr.fold_files(records / "train", a.valid_fold, sup_dir=sup)
+        means, stds = aslfr.load_stats(records / "train")
+        train = aslfr.TFRecordShards(train_files, shuffle=True, seed=0,
+                                     transform=aslfr.ReferencePreprocess(means, stds, train=True))
+        valid = aslfr.TFRecordShards(valid_files, transform=aslfr.ReferencePreprocess(means, stds, train=False))
+    except ValueError as e:  # the library's checks of what the user gave (--valid-fold, the stats)
+        raise InputError(str(e)) from None
     loader = DataLoader(train, batch_size=a.batch_size, num_workers=a.workers, collate_fn=aslfr.pad_collate,
                         persistent_workers=a.workers > 0, drop_last=True)
     model = TinyCTC(aslfr.n_cols())
@@ -65,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     step, epoch, first, last = 0, 0, None, None
     while step < a.steps:
         train.set_epoch(epoch)
+        before = step
         for batch in loader:
             loss = (ctc_losses(model, batch, ctc) * batch["weight"]).mean()  # supplemental records weigh 0.1
             opt.zero_grad()
@@ -77,6 +92,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"epoch {epoch} step {step:3d}  loss {last:.3f}", flush=True)
             if step >= a.steps:
                 break
+        if step == before:  # drop_last, per worker: an epoch without one full batch would repeat forever
+            raise InputError(f"--batch-size {a.batch_size}: no full batch in an epoch of {len(train)} records read by "
+                             f"{max(a.workers, 1)} process(es), each batching its own share (the last partial batch "
+                             f"is dropped); use a smaller --batch-size or fewer --workers")
         epoch += 1
     with torch.no_grad():
         nll = [ctc_losses(model, b, ctc) for b in DataLoader(valid, batch_size=32, collate_fn=aslfr.pad_collate)]

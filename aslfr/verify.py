@@ -1,4 +1,4 @@
-"""`python -m aslfr.verify OUT_DIR_OR_RECORDS_DIR`: check records folders against their manifests.
+"""`python -m aslfr.verify out_dir=PATH`: check records folders against their manifests.
 
 Prints one verdict line per split and exits 1 if any split fails."""
 
@@ -7,23 +7,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aslfr.cli import one_line_errors
+from aslfr.cli import add_out_dir, one_line_errors, prog
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m aslfr.verify", description=__doc__.split("\n\n")[0],
+        prog=prog("aslfr.verify"), description=__doc__.split("\n\n")[0],
         epilog="Checks per shard: presence, record count, bytes and CRC32C against manifest.json; the index "
                "file's size, CRC32C and offsets; both TFRecord CRCs of every record; the schema; and that no "
                "unlisted shard is in the folder.")
-    p.add_argument("path", help="an output folder ({out_dir}) or one records folder ({out_dir}/tfrecords/train)")
+    add_out_dir(p, "the converter's out_dir, or one records folder ({out_dir}/tfrecords/train); "
+                   "`out_dir=` may be left out")
     a = p.parse_args(argv)
     from aslfr.format.verify import records_dirs, verify_split
 
     with one_line_errors():
-        splits = records_dirs(a.path)
+        splits = records_dirs(a.out_dir)
         if not splits:
-            print(f"{a.path}: FAIL no manifest.json found (is the conversion finished?)")
+            print(f"{a.out_dir}: FAIL no manifest.json found (is the conversion finished?)")
             return 1
         ok = True
         for d in splits:

@@ -46,5 +46,5 @@ def test_merge_command_reports_missing_parts(small_data, tmp_path):
     convert(small_data, tmp_path, "shard_index=0", "shard_count=2", "num_workers=0", finalize=False)
     res = subprocess.run([sys.executable, "-m", "aslfr.merge", f"data_dir={small_data}", f"out_dir={tmp_path}"],
                          capture_output=True, text=True, cwd=tmp_path)
-    assert res.returncode == 0 and "8 of 12 shard units complete" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 1 and "8 of 12 shard units complete" in res.stderr, res.stdout + res.stderr
     assert not (tmp_path / "tfrecords/train/manifest.json").exists()

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Iterator
 
 from aslfr.convert import receipts
 from aslfr.convert.settings import Settings
@@ -12,9 +15,8 @@ from aslfr.format import layout
 
 
 def merge_all(settings: Settings, splits: list[str] | None = None) -> list[str]:
-    """Finalize each split (all that have receipts under out_dir, or those named); one line per split."""
-    from aslfr.convert.converter import finalize_split, plan
-
+    """Finalize each split (all that have receipts under out_dir, or those named); one line per split,
+    saying what was written or which units are still missing (after a sweep of some folds only)."""
     base = dataclasses.replace(settings, fold=None, shard_index=0, shard_count=1)
     lines = []
     for split in splits or list(layout.SPLITS):
@@ -23,16 +25,95 @@ def merge_all(settings: Settings, splits: list[str] | None = None) -> list[str]:
             if splits:
                 raise InputError(f"{s.records_dir}: no conversion parts of split {split} found")
             continue
-        p = plan(s)
-        numbers = [layout.shard_number(i, f, s.folds) for i in range(len(p.files)) for f in range(s.folds)]
-        done = sum(receipts.receipt_holds(s.records_dir, receipts.load_receipt(s.records_dir, n), s.output_config(),
-                                          False, p.inputs[n // s.folds]) for n in numbers)
-        m = finalize_split(p) if done == len(numbers) else None
-        if m is None:
-            lines.append(f"{split}: {done} of {len(numbers)} shard units complete; manifest not written yet")
-        else:
-            lines.append(f"{split}: manifest.json, means.npy, stds.npy written ({m['records']} records, "
-                         f"{len(m['shards'])} shards) in {s.records_dir}")
+        lines.append(merge_split(s)[1])
     if not lines:
         raise InputError(f"{base.out_dir}/{layout.RECORDS_ROOT}: no conversion parts found")
     return lines
+
+
+def merge_parts(out_dir: str, data_dir: str, split: str | None = None, folds: int | None = None) -> Iterator[str]:
+    """`python -m aslfr.merge`: finalize each split (the one named, or every one with parts) with the
+    settings its parts were written with; yields a line per finalized split, then raises InputError
+    naming every split with units missing, so that a job chain sees the failure."""
+    if split is not None and split not in layout.SPLITS:
+        raise InputError(f"split must be one of {', '.join(layout.SPLITS)} or null, got {split!r}")
+    if folds is not None and (not isinstance(folds, int) or isinstance(folds, bool) or folds < 2):
+        raise InputError(f"folds must be null (as the parts were written) or an integer >= 2, got {folds!r}")
+    splits = [split] if split else [name for name in layout.SPLITS
+                                    if (layout.records_dir(out_dir, name) / layout.RECEIPTS).is_dir()]
+    if not splits:
+        raise InputError(f"{Path(out_dir) / layout.RECORDS_ROOT}: no conversion parts found")
+    failed = []
+    for name in splits:
+        done, line = merge_split(settings_from_parts(out_dir, data_dir, name, folds))
+        if done:
+            yield line
+        else:
+            failed.append(line)
+    if failed:
+        raise InputError("; ".join(failed))
+
+
+def settings_from_parts(out_dir: str, data_dir: str, split: str, folds: int | None = None) -> Settings:
+    """The settings a split's parts were written with, from their receipts: merging needs none of them
+    repeated. Parts written with different settings, or with other `folds` than given, are an error."""
+    records = layout.records_dir(out_dir, split)
+    configs = _part_configs(records)
+    if not configs:
+        raise InputError(f"{records}: no conversion parts of split {split} found")
+    if folds is not None:
+        written = sorted({c["folds"] for c in configs})
+        configs = [c for c in configs if c["folds"] == folds]
+        if not configs:
+            raise InputError(f"{records}: folds={folds} disagrees with the parts there, written with "
+                             f"folds={' and '.join(map(str, written))}")
+    if len(configs) > 1:
+        raise InputError(f"{records}: parts written with different settings ({_differences(configs)}); "
+                         f"convert the split again with one setting")
+    c = configs[0]
+    s = Settings(data_dir, out_dir, split, folds=c["folds"], fold_seed=c["fold_seed"],
+                 sup_weight=c["weight"] if layout.split(split).weight is None else Settings.sup_weight,
+                 shuffle_buffer=c["shuffle_buffer"], shuffle_seed=c["shuffle_seed"], eos_always=c["eos_always"],
+                 index_files=c["index_files"], skip_unknown_chars=True)  # the CSV is read for the inputs only
+    if s.output_config() != c:
+        raise InputError(f"{records}: parts written by another version of aslfr ({_differences([c, s.output_config()])}); "
+                         f"convert the split again")
+    return s
+
+
+def _part_configs(records_dir: Path) -> list[dict[str, Any]]:
+    """The distinct configs named by the receipts in a records folder."""
+    found = {}
+    for path in sorted((records_dir / layout.RECEIPTS).glob("*.json")):
+        r = receipts.load_receipt(records_dir, int(path.stem)) if path.stem.isdigit() else None
+        if r and isinstance(r.get("config"), dict):
+            found.setdefault(json.dumps(r["config"], sort_keys=True), r["config"])
+    return list(found.values())
+
+
+def _differences(configs: list[dict[str, Any]]) -> str:
+    keys = sorted({k for c in configs for k in c if any(c.get(k) != o.get(k) for o in configs)})
+    return ", ".join(f"{k}: {' / '.join(str(c.get(k)) for c in configs)}" for k in keys)
+
+
+def merge_split(s: Settings) -> tuple[bool, str]:
+    """(finalized, the line saying what was written or which units are missing)."""
+    from aslfr.convert.converter import finalize_split, plan
+
+    p = plan(s)
+    missing: dict[str, list[int]] = {}
+    for i, path in enumerate(p.files):
+        for f in range(s.folds):
+            r = receipts.load_receipt(s.records_dir, layout.shard_number(i, f, s.folds))
+            if not receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[i]):
+                missing.setdefault(Path(path).name, []).append(f)
+    total, absent = len(p.files) * s.folds, sum(map(len, missing.values()))
+    m = finalize_split(p) if not missing else None
+    if m is None:
+        shown = [f"{name} fold{'s' * (len(fs) > 1)} {','.join(map(str, fs))}" for name, fs in missing.items()]
+        more = f" and {len(shown) - 5} more files" if len(shown) > 5 else ""
+        return False, (f"{s.split}: {total - absent} of {total} shard units complete in {s.records_dir}, "
+                       f"missing or out of date: {'; '.join(shown[:5]) + more or 'being written'}; "
+                       f"manifest not written")
+    return True, (f"{s.split}: manifest.json, means.npy, stds.npy written ({m['records']} records, "
+                  f"{len(m['shards'])} shards) in {s.records_dir}")

@@ -18,9 +18,9 @@ class Settings:
     data_dir: str
     out_dir: str
     split: str = "train"
-    folds: int = 4
-    fold_seed: int = 1229
-    sup_weight: float = 0.1
+    folds: int = layout.FOLDS
+    fold_seed: int = layout.FOLD_SEED
+    sup_weight: float = layout.SUP_WEIGHT
     shuffle_buffer: int = 1000
     shuffle_seed: int = 1024
     num_workers: int = 2

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from aslfr.data.tensors import to_torch
 from aslfr.errors import InputError
-from aslfr.format.layout import split_weight
+from aslfr.format.layout import FOLD_SEED, FOLDS, SUP_WEIGHT, split_weight
 from aslfr.source.landmarks import Landmarks, read_landmarks, read_sequence_ids
 from aslfr.source.records import make_record
 
@@ -30,8 +30,8 @@ class ParquetSequences(Dataset):
         item = ds[0]; item["frames"].shape  # torch.Size([n_frames, 384])
     """
 
-    def __init__(self, data_dir: str | Path, split: str = "train", folds: int = 4, fold_seed: int = 1229,
-                 sup_weight: float = 0.1, eos_always: bool = False, metadata=None):
+    def __init__(self, data_dir: str | Path, split: str = "train", folds: int = FOLDS, fold_seed: int = FOLD_SEED,
+                 sup_weight: float = SUP_WEIGHT, eos_always: bool = False, metadata=None):
         from aslfr.source.metadata import load_metadata, parquet_files
 
         self.metadata = metadata if metadata is not None else load_metadata(data_dir, split, folds, fold_seed)

@@ -42,6 +42,11 @@ def split(name: str) -> Split:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}") from None
 
 
+#: The reference notebook's defaults, stated once: StratifiedGroupKFold(FOLDS, shuffle=True,
+#: random_state=FOLD_SEED) and the weight of supplemental records (conf/convert.yaml mirrors them).
+FOLDS, FOLD_SEED, SUP_WEIGHT = 4, 1229, 0.1
+
+
 def split_weight(name: str, sup_weight: float) -> float:
     w = split(name).weight
     return sup_weight if w is None else w

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from aslfr.errors import InputError
-from aslfr.format.layout import csv_path
+from aslfr.format.layout import FOLD_SEED, FOLDS, csv_path
 from aslfr.format.vocab import phrase_type
 
 CSV_COLUMNS = ["path", "file_id", "sequence_id", "participant_id", "phrase"]
@@ -86,7 +86,7 @@ def running_index(folds: np.ndarray, n_folds: int) -> np.ndarray:
     return out
 
 
-def load_metadata(data_dir: str | Path, split: str, folds: int = 4, fold_seed: int = 1229) -> pd.DataFrame:
+def load_metadata(data_dir: str | Path, split: str, folds: int = FOLDS, fold_seed: int = FOLD_SEED) -> pd.DataFrame:
     """The split's CSV plus phrase_len, phrase_type, file_path, fold, phrase_dup and idx."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
