@@ -31,8 +31,8 @@ def merge_all(settings: Settings, splits: list[str] | None = None) -> list[str]:
         if m is None:
             lines.append(f"{split}: {done} of {len(numbers)} shard units complete; manifest not written yet")
         else:
-            lines.append(f"{split}: manifest.json, means.npy, stds.npy written ({m['records']} records, "
-                         f"{len(m['shards'])} shards) in {s.records_dir}")
+            lines.append(f"{split}: manifest.json, means.npy, stds.npy written ({m.records} records, "
+                         f"{len(m.shards)} shards) in {s.records_dir}")
     if not lines:
         raise InputError(f"{base.out_dir}/{layout.RECORDS_ROOT}: no conversion parts found")
     return lines

@@ -30,38 +30,38 @@ def verify_split(records_dir: Path) -> tuple[bool, str]:
     if m is None:
         return False, f"{records_dir}: FAIL no manifest.json"
     problems = []
-    listed = {s["name"] for s in m["shards"]}
+    listed = {s.name for s in m.shards}
     extra = [p.name for p in layout.glob_shards(records_dir) if p.name not in listed]
     if extra:
         problems.append(f"{len(extra)} shard(s) not in the manifest, first {extra[0]}")
     records = 0
-    for s in m["shards"]:
-        path = records_dir / s["name"]
+    for s in m.shards:
+        path = records_dir / s.name
         if not path.is_file():
-            problems.append(f"{s['name']}: missing")
+            problems.append(f"{s.name}: missing")
             continue
-        if path.stat().st_size != s["bytes"]:
-            problems.append(f"{s['name']}: {path.stat().st_size} bytes, manifest says {s['bytes']}")
+        if path.stat().st_size != s.bytes:
+            problems.append(f"{s.name}: {path.stat().st_size} bytes, manifest says {s.bytes}")
             continue
-        if file_crc32c(path) != s["crc32c"]:
-            problems.append(f"{s['name']}: checksum differs from the manifest")
+        if file_crc32c(path) != s.crc32c:
+            problems.append(f"{s.name}: checksum differs from the manifest")
             continue
         try:
-            if s.get("index_bytes") is not None and not layout.index_path(path).is_file():
-                raise CorruptRecordError(f"{layout.index_name(s['name'])}: index file missing")
-            checked_index(path, s["records"])
+            if s.index_bytes is not None and not layout.index_path(path).is_file():
+                raise CorruptRecordError(f"{layout.index_name(s.name)}: index file missing")
+            checked_index(path, s.records)
             n = 0
             for rec in read_shard(path):
                 n += 1
-                if int(rec["fold"]) != s["fold"] or rec["n_frames"] != rec["frames"].shape[0]:
-                    raise ValueError(f"{s['name']}: record {n - 1} does not match its shard (fold/n_frames)")
+                if int(rec["fold"]) != s.fold or rec["n_frames"] != rec["frames"].shape[0]:
+                    raise ValueError(f"{s.name}: record {n - 1} does not match its shard (fold/n_frames)")
         except ValueError as e:
             problems.append(str(e))
             continue
-        if n != s["records"] or layout.parse_shard_name(s["name"])[1] != n:
-            problems.append(f"{s['name']}: {n} records, manifest says {s['records']}")
+        if n != s.records or layout.parse_shard_name(s.name)[1] != n:
+            problems.append(f"{s.name}: {n} records, manifest says {s.records}")
         records += n
     if problems:
         return False, f"{records_dir}: FAIL {len(problems)} problem(s): {problems[0]}"
-    return True, (f"{records_dir}: OK {len(m['shards'])} shards, {records} records, CRCs, indexes and schema "
+    return True, (f"{records_dir}: OK {len(m.shards)} shards, {records} records, CRCs, indexes and schema "
                   "verified")

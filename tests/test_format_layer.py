@@ -1,0 +1,102 @@
+"""The on-disk format layer: `manifest.json` as one typed definition, `verify`'s verdict on every
+kind of damage (one line, exit 1), and readers that check untrusted lengths before allocating."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import crc32c
+import pytest
+
+from aslfr.format.manifest import Manifest, ManifestError, load_manifest, resolve_shards
+from aslfr.source.synthetic import SplitSpec, generate
+from conftest import convert
+
+
+@pytest.fixture(scope="module")
+def finished_once(tmp_path_factory) -> Path:
+    """A converted output folder (train split, index files), made once per module."""
+    root = tmp_path_factory.mktemp("format")
+    data = generate(root / "data", SplitSpec(2, 8, 4, 6), SplitSpec(1, 8, 4, 4), seed=3)
+    convert(data, root / "out", "num_workers=0")
+    return root / "out"
+
+
+@pytest.fixture
+def out(finished_once, tmp_path) -> Path:
+    """A private copy of the converted output folder, free to damage."""
+    return Path(shutil.copytree(finished_once, tmp_path / "out"))
+
+
+def records(out: Path) -> Path:
+    return out / "tfrecords" / "train"
+
+
+def edit_manifest(d: Path, fn) -> None:
+    """Rewrite d/manifest.json through `fn(dict)`, formatted as the writer formats it."""
+    path = d / "manifest.json"
+    m = json.loads(path.read_text())
+    fn(m)
+    path.write_text(json.dumps(m, indent=1, sort_keys=True) + "\n")
+
+
+# -- manifest.json, defined once ---------------------------------------------------------------
+
+
+def test_manifest_reads_what_the_files_say_and_writes_the_same_bytes(out):
+    d = records(out)
+    text = (d / "manifest.json").read_text()
+    m = Manifest.from_json(text)
+    assert m.to_json() == text  # the writer's exact formatting (indent=1, sorted keys)
+    assert m.version == 1 and m.folds == 4
+    for s in m.shards:
+        raw = (d / s.name).read_bytes()
+        number, count = map(int, s.name.split(".")[:2])
+        assert (s.bytes, s.crc32c, s.records, s.fold) == (len(raw), f"{crc32c.crc32c(raw):08x}", count, number % 4)
+        idx = (d / s.name.replace(".tfrec", ".tfindex")).read_bytes()
+        assert (s.index_bytes, s.records) == (len(idx), idx.count(b"\n"))
+    assert m.records == 16 == sum(m.records_per_fold.values())  # tiny: 2 files x 8 sequences
+    assert set(m.records_per_fold) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("version, found", [(2, "version 2"), ("1", "version '1'"), (None, "no version")])
+def test_unknown_manifest_version_is_one_clear_error(out, version, found):
+    d = records(out)
+    edit_manifest(d, lambda m: m.pop("version") if version is None else m.update(version=version))
+    with pytest.raises(ManifestError) as e:
+        load_manifest(d)
+    assert str(e.value) == (f"{d / 'manifest.json'}: manifest has {found}, this aslfr reads version 1 "
+                            "(use the aslfr that wrote it, or convert again)")
+    with pytest.raises(ManifestError, match=f"{d / 'manifest.json'}: manifest has {found}"):
+        resolve_shards(d)
+
+
+@pytest.mark.parametrize("key", ["bytes", "name", "records", "crc32c", "fold"])
+def test_shard_entry_missing_a_key_names_the_file_and_the_key(out, key, capsys):
+    from aslfr.verify import main
+
+    d = records(out)
+    edit_manifest(d, lambda m: m["shards"][1].pop(key))
+    expected = f'{d / "manifest.json"}: shard entry 1: missing key "{key}"'
+    with pytest.raises(ManifestError) as e:
+        resolve_shards(d)
+    assert str(e.value) == expected
+    assert main([str(out)]) == 1
+    assert capsys.readouterr().out == f"{d}: FAIL {expected}\n"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["shards"][0].update(bytes="19997"), "shard entry 0: \"bytes\" is '19997', expected int"),
+    (lambda m: m["shards"][0].update(records=True), 'shard entry 0: "records" is True, expected int'),
+    (lambda m: m.update(shards={}), '"shards" is {}, expected list[ShardEntry]'),
+    (lambda m: m["config"].pop("folds"), '"config" has no fold count ("folds")'),
+    (lambda m: m.update(records_per_fold={"x": 1}), '"records_per_fold" is not {fold: records}'),
+])
+def test_manifest_of_the_wrong_shape_is_one_clear_error(out, edit, message):
+    d = records(out)
+    edit_manifest(d, edit)
+    with pytest.raises(ManifestError) as e:
+        load_manifest(d)
+    assert str(e.value) == f"{d / 'manifest.json'}: {message}"
