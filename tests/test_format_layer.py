@@ -100,3 +100,83 @@ def test_manifest_of_the_wrong_shape_is_one_clear_error(out, edit, message):
     with pytest.raises(ManifestError) as e:
         load_manifest(d)
     assert str(e.value) == f"{d / 'manifest.json'}: {message}"
+
+
+# -- verify: every kind of damage is one FAIL line and exit 1 ----------------------------------
+
+
+def masked(data: bytes) -> bytes:
+    """TFRecord's masked CRC32C, worked out here from its definition (rotate right 15, add a constant)."""
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8 & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def verify(path, capsys) -> tuple[int, str, str]:
+    from aslfr.verify import main
+
+    code = main([str(path)])
+    res = capsys.readouterr()
+    return code, res.out, res.err
+
+
+def test_verify_ok(out, capsys):
+    assert verify(out, capsys) == (0, f"{records(out)}: OK 7 shards, 16 records, CRCs, indexes and schema verified\n", "")
+
+
+def first_shard(d: Path) -> Path:
+    return d / json.loads((d / "manifest.json").read_text())["shards"][0]["name"]
+
+
+def test_verify_listed_shard_missing(out, capsys):
+    d = records(out)
+    shard = first_shard(d)
+    shard.unlink()
+    assert verify(out, capsys) == (1, f"{d}: FAIL 1 problem(s): {shard.name}: missing\n", "")
+
+
+def test_verify_unlisted_extra_shard(out, capsys):
+    d = records(out)
+    shutil.copy(first_shard(d), d / "99.3.tfrec")
+    assert verify(out, capsys) == (1, f"{d}: FAIL 1 problem(s): 1 shard(s) not in the manifest, first 99.3.tfrec\n", "")
+
+
+def test_verify_checksum_mismatch_at_the_same_size(out, capsys):
+    d = records(out)
+    shard = first_shard(d)
+    raw = bytearray(shard.read_bytes())
+    raw[12 + 40] ^= 0x01  # inside record 0's payload; the size is unchanged
+    shard.write_bytes(bytes(raw))
+    assert verify(out, capsys) == (1, f"{d}: FAIL 1 problem(s): {shard.name}: checksum differs from the manifest\n", "")
+
+
+def test_verify_missing_index_file(out, capsys):
+    d = records(out)
+    shard = first_shard(d)
+    shard.with_suffix(".tfindex").unlink()
+    assert verify(out, capsys) == (1, f"{d}: FAIL 1 problem(s): {shard.stem}.tfindex: index file missing\n", "")
+
+
+@pytest.mark.parametrize("target", ["out", "records"])
+def test_verify_no_manifest(out, capsys, target):
+    (records(out) / "manifest.json").unlink()
+    path = out if target == "out" else records(out)
+    assert verify(path, capsys) == (1, f"{path}: FAIL no manifest.json found (is the conversion finished?)\n", "")
+
+
+def test_verify_record_that_does_not_decode_although_its_crcs_hold(out, capsys):
+    """A garbage payload framed with correct CRCs, and the manifest's size and CRC32C made to match,
+    so that only decoding can find it."""
+    d = records(out)
+    shard = first_shard(d)
+    raw = shard.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    payload = b"\xff" * length
+    raw = raw[:12] + payload + masked(payload) + raw[16 + length:]
+    assert raw[8:12] == masked(raw[:8])  # the length header and its CRC are untouched
+    shard.write_bytes(raw)
+
+    def fix(m):
+        m["shards"][0]["crc32c"] = f"{crc32c.crc32c(raw):08x}"
+    edit_manifest(d, fix)
+    assert verify(out, capsys) == (
+        1, f"{d}: FAIL 1 problem(s): {shard}: record 0: not a valid tf.train.Example (varint too long)\n", "")
