@@ -180,3 +180,57 @@ def test_verify_record_that_does_not_decode_although_its_crcs_hold(out, capsys):
     edit_manifest(d, fix)
     assert verify(out, capsys) == (
         1, f"{d}: FAIL 1 problem(s): {shard}: record 0: not a valid tf.train.Example (varint too long)\n", "")
+
+
+# -- verify: a manifest that contradicts itself or its shard names -----------------------------
+
+
+def per_fold_from_names(d: Path, folds: int) -> dict[int, int]:
+    """Records per fold worked out from the shard file names alone ({number}.{count}.tfrec)."""
+    out = {f: 0 for f in range(folds)}
+    for p in d.glob("*.tfrec"):
+        number, count = map(int, p.name.split(".")[:2])
+        out[number % folds] += count
+    return out
+
+
+def test_verify_fails_when_the_total_disagrees_with_the_shards(out, capsys):
+    d = records(out)
+    edit_manifest(d, lambda m: m.update(records=m["records"] + 1))
+    assert verify(out, capsys) == (1, f"{d}: FAIL 1 problem(s): manifest.json: records 17, its shards hold 16\n", "")
+
+
+def test_verify_fails_when_records_per_fold_disagrees_with_the_shards(out, capsys):
+    d = records(out)
+    truth = per_fold_from_names(d, 4)
+    wrong = {0: truth[1], 1: truth[0], 2: truth[2], 3: truth[3]}  # same total, folds 0 and 1 swapped
+    assert wrong != truth
+    edit_manifest(d, lambda m: m.update(records_per_fold={str(f): n for f, n in wrong.items()}))
+    assert verify(out, capsys) == (
+        1, f"{d}: FAIL 1 problem(s): manifest.json: records_per_fold {wrong}, its shards give {truth}\n", "")
+
+
+def test_verify_fails_when_the_fold_count_disagrees_with_the_shard_names(out, capsys):
+    d = records(out)
+    m = json.loads((d / "manifest.json").read_text())
+    bad = [s for s in m["shards"] if int(s["name"].split(".")[0]) != s["file_index"] * 3 + s["fold"] or s["fold"] >= 3]
+    assert bad  # 4 folds' shard numbers do not fit 3 folds
+    edit_manifest(d, lambda m: m["config"].update(folds=3))
+    s = bad[0]
+    first = (f"manifest.json: {s['name']}: file {s['file_index']}, fold {s['fold']} do not give shard number "
+             f"{s['name'].split('.')[0]} with folds=3")
+    assert verify(out, capsys) == (1, f"{d}: FAIL {len(bad) + 1} problem(s): {first}\n", "")  # + records_per_fold
+
+
+def test_verify_fails_on_a_shard_number_out_of_range(out, capsys):
+    """The last shard renamed (with its index, and in the manifest) to a number no file and fold give."""
+    d = records(out)
+    m = json.loads((d / "manifest.json").read_text())
+    last = m["shards"][-1]
+    number, count = map(int, last["name"].split(".")[:2])
+    new = f"{number + 8}.{count}.tfrec"  # 2 files x 4 folds: numbers 0..7
+    (d / last["name"]).rename(d / new)
+    (d / last["name"].replace(".tfrec", ".tfindex")).rename(d / new.replace(".tfrec", ".tfindex"))
+    edit_manifest(d, lambda m: m["shards"][-1].update(name=new))
+    assert verify(out, capsys) == (1, f"{d}: FAIL 1 problem(s): manifest.json: {new}: file {last['file_index']}, "
+                                      f"fold {last['fold']} do not give shard number {number + 8} with folds=4\n", "")

@@ -1,5 +1,6 @@
-"""Checking a records folder against its manifest: every listed shard exists with its record count,
-byte size and CRC32C; its index (if any) matches the manifest's size and CRC32C and the shard's
+"""Checking a records folder against its manifest: its totals are the sums over its shards and its
+shard names agree with its fold count; every listed shard exists with its record count, byte size
+and CRC32C; its index (if any) matches the manifest's size and CRC32C and the shard's
 records; every record passes both TFRecord CRCs and decodes with the schema; no unlisted shard."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def verify_split(records_dir: Path) -> tuple[bool, str]:
         return False, f"{records_dir}: FAIL {e}"
     if m is None:
         return False, f"{records_dir}: FAIL no manifest.json"
-    problems = []
+    problems = [f"manifest.json: {p}" for p in m.inconsistencies()]
     listed = {s.name for s in m.shards}
     extra = [p.name for p in layout.glob_shards(records_dir) if p.name not in listed]
     if extra:
