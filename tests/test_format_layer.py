@@ -234,3 +234,21 @@ def test_verify_fails_on_a_shard_number_out_of_range(out, capsys):
     edit_manifest(d, lambda m: m["shards"][-1].update(name=new))
     assert verify(out, capsys) == (1, f"{d}: FAIL 1 problem(s): manifest.json: {new}: file {last['file_index']}, "
                                       f"fold {last['fold']} do not give shard number {number + 8} with folds=4\n", "")
+
+
+# -- verify and stats: a path that is no folder says what it is --------------------------------
+
+
+@pytest.mark.parametrize("command", ["verify", "stats"])
+@pytest.mark.parametrize("kind", ["nonexistent", "file", "url"])
+def test_a_path_that_is_no_folder_gets_its_own_message(out, capsys, command, kind):
+    import importlib
+
+    path = {"nonexistent": str(out / "nope"), "file": str(first_shard(records(out))), "url": "s3://bucket/out"}[kind]
+    reason = {"nonexistent": "no such file or folder",
+              "file": "is a file: give an output folder or a records folder",
+              "url": "object-store URLs are not supported yet; copy the folder to a local disk"}[kind]
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(f"aslfr.{command}").main([path])
+    assert e.value.code == 1
+    assert capsys.readouterr() == ("", f"aslfr: error: {path}: {reason}\n")

@@ -14,8 +14,15 @@ from aslfr.format.tfrecord import CorruptRecordError, file_crc32c
 
 
 def records_dirs(root: str | Path) -> list[Path]:
-    """A records folder itself, or the records folders of an output folder ({out_dir}/tfrecords/*)."""
+    """A records folder itself, or the records folders of an output folder ({out_dir}/tfrecords/*);
+    a path that cannot be either (a URL, nothing, a file) is an error saying which."""
+    if "://" in str(root):
+        raise ManifestError(f"{root}: object-store URLs are not supported yet; copy the folder to a local disk")
     root = Path(root)
+    if not root.exists():
+        raise ManifestError(f"{root}: no such file or folder")
+    if not root.is_dir():
+        raise ManifestError(f"{root}: is a file: give an output folder or a records folder")
     if (root / layout.MANIFEST).is_file():
         return [root]
     found = sorted(p.parent for p in root.glob(f"{layout.RECORDS_ROOT}/*/{layout.MANIFEST}"))
