@@ -252,3 +252,43 @@ def test_a_path_that_is_no_folder_gets_its_own_message(out, capsys, command, kin
         importlib.import_module(f"aslfr.{command}").main([path])
     assert e.value.code == 1
     assert capsys.readouterr() == ("", f"aslfr: error: {path}: {reason}\n")
+
+
+# -- readers check an untrusted length before allocating for it --------------------------------
+
+
+def corrupt_length(shard: Path, record: int, length: int) -> tuple[int, int]:
+    """Set record `record`'s length header to `length` (its CRC left stale, as damage leaves it);
+    return (the record's byte offset, the bytes left after its 16 bytes of framing)."""
+    raw = bytearray(shard.read_bytes())
+    pos = 0
+    for _ in range(record):
+        pos += 16 + int.from_bytes(raw[pos:pos + 8], "little")
+    raw[pos:pos + 8] = length.to_bytes(8, "little")
+    shard.write_bytes(bytes(raw))
+    return pos, len(raw) - pos - 16
+
+
+@pytest.mark.parametrize("length", [2**40, 2**62, "one too many"])
+@pytest.mark.parametrize("record", [0, 1])
+def test_a_length_past_the_end_of_the_file_is_a_corrupt_record_not_an_allocation(out, length, record):
+    from aslfr import TFRecordShards
+    from aslfr.format.tfrecord import CorruptRecordError, count_records, read_records
+
+    d = records(out)
+    shard = next(p for p in sorted(d.glob("*.tfrec")) if int(p.name.split(".")[1]) >= 2)
+    if length == "one too many":
+        pos, left = corrupt_length(shard, record, 0)
+        length = left + 1
+    pos, left = corrupt_length(shard, record, length)
+    message = (f"{shard}: record {record} at byte {pos}: truncated record (length header says {length} bytes, "
+               f"{left} left in the file)")
+    with pytest.raises(CorruptRecordError) as e:
+        list(read_records(shard, verify=False))
+    assert str(e.value) == message
+    with pytest.raises(CorruptRecordError) as e:
+        count_records(shard)
+    assert str(e.value) == message
+    with pytest.raises(CorruptRecordError) as e:
+        list(TFRecordShards(d, verify=False, torch_values=False))  # the manifest's size check passes: same size
+    assert str(e.value) == message
