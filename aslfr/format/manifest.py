@@ -136,7 +136,7 @@ def _typed(d: Any, cls: type, where: str) -> dict[str, Any]:
                 raise ManifestError(f'{where}: missing key "{f.name}"')
             continue
         if not _is(d[f.name], f.type):
-            raise ManifestError(f'{where}: "{f.name}" is {d[f.name]!r}, expected {f.type}')
+            raise ManifestError(f'{where}: "{f.name}" is {d[f.name]!r:.40}, expected {f.type}')
         out[f.name] = d[f.name]
     return out
 
