@@ -27,6 +27,7 @@ from aslfr.convert.stats import ColumnStats
 from aslfr.errors import InputError
 from aslfr.format import layout, vocab
 from aslfr.format.example import ExampleBuffer
+from aslfr.format.manifest import Manifest
 from aslfr.format.schema import METADATA_KEYS, encode_record_into
 from aslfr.source.landmarks import parquet_identity, read_landmarks
 from aslfr.source.metadata import load_metadata, parquet_files
@@ -355,7 +356,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     return result
 
 
-def finalize_split(p: Plan) -> dict[str, Any] | None:
+def finalize_split(p: Plan) -> Manifest | None:
     """Write the manifest and statistics if every unit of the split is complete for this config and
     these inputs; holds the run-wide lock and every unit lock, so no unit is being written meanwhile."""
     s = p.settings

@@ -14,23 +14,20 @@ from typing import Iterable, Iterator
 
 
 @contextmanager
-def locked(path: Path, wait: bool = True) -> Iterator[bool]:
-    """Hold an exclusive lock on `path` (created if needed); yields False if `wait` is off and it is held."""
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if needed), saying whom it waits for if it is held."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if not wait:
-                yield False
-                return
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another run"
             print(f"aslfr: waiting for {path} (held by {holder})", file=sys.stderr, flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
-        yield True
+        yield
     finally:
         os.close(fd)  # closing releases the lock
 

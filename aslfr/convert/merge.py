@@ -115,5 +115,5 @@ def merge_split(s: Settings) -> tuple[bool, str]:
         return False, (f"{s.split}: {total - absent} of {total} shard units complete in {s.records_dir}, "
                        f"missing or out of date: {'; '.join(shown[:5]) + more or 'being written'}; "
                        f"manifest not written")
-    return True, (f"{s.split}: manifest.json, means.npy, stds.npy written ({m['records']} records, "
-                  f"{len(m['shards'])} shards) in {s.records_dir}")
+    return True, (f"{s.split}: manifest.json, means.npy, stds.npy written ({m.records} records, "
+                  f"{len(m.shards)} shards) in {s.records_dir}")

@@ -18,6 +18,7 @@ from aslfr.convert.files import atomic_write_text
 from aslfr.convert.stats import ColumnStats, save
 from aslfr.format import layout
 from aslfr.format.layout import receipt_path
+from aslfr.format.manifest import Manifest, ShardEntry
 from aslfr.format.tfrecord import file_crc32c
 
 
@@ -66,7 +67,7 @@ def _remove_unlisted(records_dir: Path, listed: set[str], numbers: set[int]) -> 
             path.unlink(missing_ok=True)
 
 
-def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]) -> dict[str, Any] | None:
+def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]) -> Manifest | None:
     """Write manifest.json, means.npy and stds.npy if every unit in `numbers` has a receipt made
     with `config`; return the manifest, or None if some unit is still missing."""
     receipts = []
@@ -80,20 +81,13 @@ def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]
     for r in receipts:
         stats = stats.merge(ColumnStats.from_dict(r["stats"]))
         if r["shard"] is not None:
-            shards.append({**r["shard"], "file_index": r["file_index"], "fold": r["fold"], "source": r["source"],
-                           "inputs": r.get("inputs")})
-    manifest = {
-        "version": 1,
-        "config": config,
-        "records": sum(s["records"] for s in shards),
-        "records_per_fold": {str(f): sum(s["records"] for s in shards if s["fold"] == f) for f in range(config["folds"])},
-        "missing_sequences": sum(r.get("missing", 0) for r in receipts),
-        "shards": shards,
-    }
+            shards.append(ShardEntry(**r["shard"], file_index=r["file_index"], fold=r["fold"], source=r["source"],
+                                     inputs=r.get("inputs")))
+    manifest = Manifest.build(config, shards, sum(r.get("missing", 0) for r in receipts))
     save(stats, records_dir)
     # left by killed runs; every unit is complete and the caller holds every unit's lock
     for stale in [*Path(records_dir).glob(".*.tmp"), *(Path(records_dir) / layout.RECEIPTS).glob(".*.tmp")]:
         stale.unlink(missing_ok=True)
-    _remove_unlisted(Path(records_dir), {s["name"] for s in shards}, set(numbers))
-    atomic_write_text(Path(records_dir) / layout.MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    _remove_unlisted(Path(records_dir), {s.name for s in shards}, set(numbers))
+    atomic_write_text(Path(records_dir) / layout.MANIFEST, manifest.to_json())
     return manifest

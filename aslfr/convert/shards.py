@@ -5,7 +5,6 @@ their index file."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import crc32c
@@ -14,6 +13,7 @@ from tfrecord.writer import TFRecordWriter
 
 from aslfr.convert.files import writing
 from aslfr.format.layout import index_name, shard_name, temporary_name
+from aslfr.format.manifest import ShardInfo
 from aslfr.format.tfrecord import OVERHEAD, frame_header, index_bytes, masked_crc
 
 
@@ -76,21 +76,6 @@ def reference_order(n: int, buffer_size: int, seed: int) -> list[int]:
         rng.shuffle(buffer)
         order += buffer
     return order
-
-
-@dataclass
-class ShardInfo:
-    """What the manifest records of one written shard."""
-
-    name: str
-    records: int
-    bytes: int
-    crc32c: str
-    index_bytes: int | None = None
-    index_crc32c: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def remove_shard_files(directory: Path, number: int) -> None:

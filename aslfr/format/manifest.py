@@ -1,69 +1,192 @@
-"""Reading `manifest.json`, what a finished conversion wrote: per shard its records, bytes and
-CRC32C (and its index's), plus the config that made them (fold count included). Readers take the
-shard list and the fold count from here instead of guessing from the folder's contents."""
+"""`manifest.json`, what a finished conversion wrote: per shard its records, bytes and CRC32C (and
+its index's), plus the config that made them (fold count included). Defined once here: the writer
+(`aslfr.convert.receipts.finalize`) writes a `Manifest`, readers load one and take the shard list
+and the fold count from it instead of guessing from the folder's contents."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from aslfr.format import layout
 from aslfr.format.tfrecord import CorruptRecordError
 
+#: The manifest layout this code writes and reads; bumped when a key changes meaning.
+VERSION = 1
+
 
 class ManifestError(ValueError):
     """A records folder has no usable manifest, or its files disagree with it."""
 
 
-def load_manifest(records_dir: str | Path) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ShardInfo:
+    """One written shard: what its receipt and the manifest record of it."""
+
+    name: str
+    records: int
+    bytes: int
+    crc32c: str
+    index_bytes: int | None = None
+    index_crc32c: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardEntry(ShardInfo):
+    """A manifest's shard: the written shard and where its records came from."""
+
+    file_index: int
+    fold: int
+    source: str
+    inputs: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A finished split: its config, its non-empty shards by number, and totals over them."""
+
+    config: dict[str, Any]
+    shards: list[ShardEntry]
+    records: int
+    records_per_fold: dict[int, int]
+    missing_sequences: int = 0
+    version: int = VERSION
+
+    @classmethod
+    def build(cls, config: dict[str, Any], shards: list[ShardEntry], missing_sequences: int) -> Manifest:
+        """The manifest of `shards`, totals computed from them."""
+        per_fold = {f: sum(s.records for s in shards if s.fold == f) for f in range(config["folds"])}
+        return cls(config, shards, sum(s.records for s in shards), per_fold, missing_sequences)
+
+    @property
+    def folds(self) -> int:
+        return int(self.config["folds"])
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["records_per_fold"] = {str(f): n for f, n in self.records_per_fold.items()}
+        return json.dumps(d, indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, path: str | Path = layout.MANIFEST) -> Manifest:
+        """Parse and type-check a manifest; errors name `path` and the key at fault."""
+        try:
+            d = json.loads(text)
+        except ValueError as e:
+            raise ManifestError(f"{path}: unreadable manifest ({e})") from None
+        if not isinstance(d, dict):
+            raise ManifestError(f"{path}: unreadable manifest (not a JSON object)")
+        if d.get("version") != VERSION:
+            found = f"version {d['version']!r}" if "version" in d else "no version"
+            raise ManifestError(f"{path}: manifest has {found}, this aslfr reads version {VERSION} "
+                                "(use the aslfr that wrote it, or convert again)")
+        top = _typed(d, cls, str(path))
+        entries = [ShardEntry(**_typed(s, ShardEntry, f"{path}: shard entry {i}")) for i, s in enumerate(d["shards"])]
+        per_fold = top["records_per_fold"]
+        if not all(k.isdigit() and _is(v, "int") for k, v in per_fold.items()):
+            raise ManifestError(f'{path}: "records_per_fold" is not {{fold: records}}')
+        if not _is(top["config"].get("folds"), "int") or top["config"]["folds"] < 1:
+            raise ManifestError(f'{path}: "config" has no fold count ("folds")')
+        return cls(**{**top, "shards": entries, "records_per_fold": {int(k): v for k, v in per_fold.items()}})
+
+    def inconsistencies(self) -> list[str]:
+        """What disagrees within the manifest: totals that are not the sums over its shards, and
+        shard names, file indexes and folds that break `number = file_index * folds + fold`."""
+        out = []
+        for s in self.shards:
+            parsed = layout.parse_shard_name(s.name)
+            if parsed is None:
+                out.append(f"{s.name}: not a shard name ({{file_index*folds+fold}}.{{count}}.tfrec)")
+            elif not 0 <= s.fold < self.folds or parsed[0] != layout.shard_number(s.file_index, s.fold, self.folds):
+                out.append(f"{s.name}: file {s.file_index}, fold {s.fold} do not give shard number {parsed[0]} "
+                           f"with folds={self.folds}")
+        expected = Manifest.build(self.config, self.shards, self.missing_sequences)
+        if self.records != expected.records:
+            out.append(f"records {self.records}, its shards hold {expected.records}")
+        if self.records_per_fold != expected.records_per_fold:
+            out.append(f"records_per_fold {self.records_per_fold}, its shards give {expected.records_per_fold}")
+        return out
+
+
+_KINDS: dict[str, tuple[type, ...]] = {
+    "int": (int,), "str": (str,), "int | None": (int, type(None)), "str | None": (str, type(None)),
+    "dict[str, Any]": (dict,), "dict[int, int]": (dict,), "list[ShardEntry]": (list,)}
+
+
+def _is(value: Any, kind: str) -> bool:
+    return isinstance(value, _KINDS[kind]) and not isinstance(value, bool)
+
+
+def _typed(d: Any, cls: type, where: str) -> dict[str, Any]:
+    """The fields of dataclass `cls` from JSON object `d`, each present (unless it has a default)
+    and of its type; other keys are ignored. Errors name `where` and the key."""
+    if not isinstance(d, dict):
+        raise ManifestError(f"{where}: not a JSON object")
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            if f.default is dataclasses.MISSING:
+                raise ManifestError(f'{where}: missing key "{f.name}"')
+            continue
+        if not _is(d[f.name], f.type):
+            raise ManifestError(f'{where}: "{f.name}" is {d[f.name]!r:.40}, expected {f.type}')
+        out[f.name] = d[f.name]
+    return out
+
+
+def load_manifest(records_dir: str | Path) -> Manifest | None:
     """The folder's manifest, or None if it has none; an unreadable manifest is an error."""
     path = Path(records_dir) / layout.MANIFEST
     if not path.is_file():
         return None
     try:
-        m = json.loads(path.read_text())
-        m["config"]["folds"], m["shards"]  # noqa: B018  the keys every reader relies on
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: unreadable manifest ({e})") from None
-    return m
+    return Manifest.from_json(text, path)
 
 
 def manifest_folds(records_dir: str | Path) -> int | None:
     m = load_manifest(records_dir)
-    return None if m is None else int(m["config"]["folds"])
+    return None if m is None else m.folds
 
 
-def check_shards(records_dir: str | Path, m: dict[str, Any]) -> list[Path]:
+def check_shards(records_dir: str | Path, m: Manifest) -> list[Path]:
     """The manifest's shards, each checked for presence, record count (name) and size; no
     unlisted shard may be in the folder. Errors name the folder and the first problem."""
     d = Path(records_dir)
-    listed = {s["name"] for s in m["shards"]}
+    listed = {s.name for s in m.shards}
     extra = [p.name for p in layout.glob_shards(d) if p.name not in listed]
     if extra:
         raise ManifestError(f"{d}: {len(extra)} shard(s) not in manifest.json, first {extra[0]} "
                             "(a run in progress or an earlier run's files; rerun the conversion)")
     out = []
-    for s in m["shards"]:
-        path = d / s["name"]
+    for s in m.shards:
+        path = d / s.name
         try:
             size = path.stat().st_size
         except OSError:
-            raise ManifestError(f"{d}: shard {s['name']} listed in manifest.json is missing") from None
-        if size != s["bytes"]:
-            raise ManifestError(f"{d}: shard {s['name']} has {size} bytes, manifest.json says {s['bytes']}")
+            raise ManifestError(f"{d}: shard {s.name} listed in manifest.json is missing") from None
+        if size != s.bytes:
+            raise ManifestError(f"{d}: shard {s.name} has {size} bytes, manifest.json says {s.bytes}")
         out.append(path)
     return sorted(out, key=layout.shard_sort_key)
 
 
-def shard_entry(path: Path) -> dict[str, Any] | None:
+def shard_entry(path: Path) -> ShardEntry | None:
     """The manifest's entry for one shard file, or None if its folder has no manifest."""
     m = load_manifest(path.parent)
     if m is None:
         return None
-    for s in m["shards"]:
-        if s["name"] == path.name:
+    for s in m.shards:
+        if s.name == path.name:
             return s
     raise ManifestError(f"{path}: not listed in {path.parent / layout.MANIFEST}")
 
@@ -83,8 +206,8 @@ def resolve_shards(paths: str | Path | Iterable[str | Path], allow_partial: bool
         elif p.is_file():
             if not allow_partial:
                 entry = shard_entry(p)
-                if entry is not None and p.stat().st_size != entry["bytes"]:
-                    raise ManifestError(f"{p}: {p.stat().st_size} bytes, manifest.json says {entry['bytes']}")
+                if entry is not None and p.stat().st_size != entry.bytes:
+                    raise ManifestError(f"{p}: {p.stat().st_size} bytes, manifest.json says {entry.bytes}")
             out.append(p)
         else:
             raise ManifestError(f"{p}: no such records folder or shard file")
@@ -142,8 +265,8 @@ def checked_index(shard: Path, records: int | None = None) -> list[tuple[int, in
         entry = shard_entry(shard)
     except ManifestError:
         pass
-    if entry and entry.get("index_bytes") is not None:
+    if entry and entry.index_bytes is not None:
         raw = idx.read_bytes()
-        if len(raw) != entry["index_bytes"] or f"{crc32c.crc32c(raw):08x}" != entry["index_crc32c"]:
+        if len(raw) != entry.index_bytes or f"{crc32c.crc32c(raw):08x}" != entry.index_crc32c:
             raise CorruptRecordError(f"{idx}: index file differs from manifest.json (size or CRC32C)")
     return read_index(idx, records, shard.stat().st_size)

@@ -83,8 +83,10 @@ def read_records(path: str | Path, verify: bool = True, start: int = 0, end: int
     """Yield the serialized records (writable memoryviews) of one TFRecord file from byte `start` to `end`.
 
     With `verify`, both CRCs of every record are checked. Errors name the file and the record's
-    number (counted from `first_record`) and byte offset."""
+    number (counted from `first_record`) and byte offset. A length header is checked against the
+    bytes left in the file before anything is allocated for it."""
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         f.seek(start)
         pos, n = start, first_record
         while end is None or pos < end:
@@ -100,6 +102,7 @@ def read_records(path: str | Path, verify: bool = True, start: int = 0, end: int
             (length,) = _HEADER.unpack(length_bytes)
             if end is not None and pos + 16 + length > end:
                 raise CorruptRecordError(f"{where}: record runs past byte {end} given by the index")
+            _check_length(where, length, size - pos - 16)
             buf = bytearray(length + 4)  # writable, so decoded arrays need no copy
             got = f.readinto(buf)
             if got < length + 4:
@@ -115,15 +118,25 @@ def read_records(path: str | Path, verify: bool = True, start: int = 0, end: int
 
 def count_records(path: str | Path) -> int:
     """Records in a file, walking the length headers only."""
-    size, pos, n = os.path.getsize(path), 0, 0
+    pos, n = 0, 0
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         while pos < size:
             f.seek(pos)
             header = f.read(8)
+            where = f"{path}: record {n} at byte {pos}"
             if len(header) < 8:
-                raise CorruptRecordError(f"{path}: record {n} at byte {pos}: truncated length header")
-            pos += 16 + _HEADER.unpack(header)[0]
+                raise CorruptRecordError(f"{where}: truncated length header")
+            (length,) = _HEADER.unpack(header)
+            _check_length(where, length, size - pos - 16)
+            pos += 16 + length
             n += 1
-    if pos != size:
-        raise CorruptRecordError(f"{path}: record {n - 1} runs past the end of the file")
     return n
+
+
+def _check_length(where: str, length: int, left: int) -> None:
+    """A record's claimed length fits in the `left` bytes after its framing (an untrusted header
+    must not make a reader allocate or seek past the file)."""
+    if length > left:
+        raise CorruptRecordError(f"{where}: truncated record (length header says {length} bytes, "
+                                 f"{max(left, 0)} left in the file)")
