@@ -100,9 +100,9 @@ def read_records(path: str | Path, verify: bool = True, start: int = 0, end: int
             if verify and masked_crc(length_bytes) != header[8:]:
                 raise CorruptRecordError(f"{where}: length CRC mismatch")
             (length,) = _HEADER.unpack(length_bytes)
-            if end is not None and pos + 16 + length > end:
+            if end is not None and pos + OVERHEAD + length > end:
                 raise CorruptRecordError(f"{where}: record runs past byte {end} given by the index")
-            _check_length(where, length, size - pos - 16)
+            _check_length(where, length, size - pos - OVERHEAD)
             buf = bytearray(length + 4)  # writable, so decoded arrays need no copy
             got = f.readinto(buf)
             if got < length + 4:
@@ -112,7 +112,7 @@ def read_records(path: str | Path, verify: bool = True, start: int = 0, end: int
             if verify and masked_crc(data) != bytes(view[length:]):
                 raise CorruptRecordError(f"{where}: data CRC mismatch")
             yield data
-            pos += 16 + length
+            pos += OVERHEAD + length
             n += 1
 
 
@@ -128,8 +128,8 @@ def count_records(path: str | Path) -> int:
             if len(header) < 8:
                 raise CorruptRecordError(f"{where}: truncated length header")
             (length,) = _HEADER.unpack(header)
-            _check_length(where, length, size - pos - 16)
-            pos += 16 + length
+            _check_length(where, length, size - pos - OVERHEAD)
+            pos += OVERHEAD + length
             n += 1
     return n
 
