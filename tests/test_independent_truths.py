@@ -32,7 +32,8 @@ def test_inspect_without_records_folder(tmp_path, made):
     rc, stdout, stderr = _inspect(tmp_path, f"out_dir={out}")
     line = _one_error_line(stderr)
     assert rc == 1 and stdout == ""
-    assert str(out) in line and "no finished records folder" in line
+    assert line == f"aslfr: error: {out}: " + ("no finished records folder (tfrecords/<split>/manifest.json); convert first"
+                                               if made else "no such file or folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == (["out"] if made else [])  # nothing written
 
 
