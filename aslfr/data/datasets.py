@@ -119,6 +119,28 @@ def _reader_rank(rank: int | None, world: int | None) -> tuple[int | None, int |
     return _checked_rank(found[0] if rank is None else rank, found[1] if world is None else world)
 
 
+class _SharedEpoch:
+    """The reader's epoch in shared memory. DataLoader workers hold a copy of the dataset made when
+    they started; with persistent_workers they live across epochs, so a plain attribute set by
+    `set_epoch` would never reach them. Forked workers inherit this memory and spawned ones get it
+    through torch's pickler, so both read the current epoch (a plain pickle copies the value)."""
+
+    def __init__(self) -> None:
+        self.value = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def get(self) -> int:
+        return int(self.value)
+
+    def set(self, epoch: int) -> None:
+        try:
+            epoch = operator.index(epoch)
+        except TypeError:
+            raise TypeError(f"epoch must be an integer, got {epoch!r}") from None
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.value.fill_(epoch)
+
+
 def _slot(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
     """(this reader's slot, number of slots) over distributed ranks x DataLoader workers."""
     if rank is None or world is None:
@@ -134,7 +156,8 @@ class TFRecordShards(IterableDataset):
 
     The epoch's records (files in order, or shuffled by `seed` + epoch) are cut into one contiguous
     range per (rank, worker); ranges inside a file are found through its index file. With `shuffle`,
-    a buffer of `shuffle_buffer` records is shuffled as well. Call `set_epoch` each epoch. The rank and
+    a buffer of `shuffle_buffer` records is shuffled as well. Call `set_epoch` each epoch (it reaches
+    persistent workers too; each `__iter__` reads it when it starts). The rank and
     world size come from torch.distributed (initialize it before building the reader), torchrun's
     RANK / WORLD_SIZE, or `rank=` and `world_size=`; a rank outside 0..world_size-1 is an error.
 
@@ -152,20 +175,24 @@ class TFRecordShards(IterableDataset):
             raise ValueError(f"shuffle_buffer must be >= 0 (0: no record buffer), got {shuffle_buffer}")
         self.shuffle, self.seed, self.shuffle_buffer = shuffle, seed, shuffle_buffer
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
-        self.epoch = 0
+        self._epoch = _SharedEpoch()
         self.counts = [_record_count(f) for f in self.files]
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.set(epoch)
 
     def __len__(self) -> int:
         return sum(self.counts)
 
-    def _ranges(self, slot: int, slots: int) -> list[tuple[int, int, int]]:
-        """(file position, first record, end record) this slot reads, in reading order."""
+    def _ranges(self, slot: int, slots: int, epoch: int) -> list[tuple[int, int, int]]:
+        """(file position, first record, end record) this slot reads in `epoch`, in reading order."""
         order = list(range(len(self.files)))
         if self.shuffle:
-            np.random.default_rng([self.seed, self.epoch]).shuffle(order)
+            np.random.default_rng([self.seed, epoch]).shuffle(order)
         total = sum(self.counts)
         lo, hi = total * slot // slots, total * (slot + 1) // slots
         out, start = [], 0
@@ -192,12 +219,13 @@ class TFRecordShards(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         slot, slots = _slot(self.rank, self.world_size)
-        records = (r for i, a, b in self._ranges(slot, slots) for r in self._read(i, a, b))
+        epoch = self.epoch  # once: the whole pass is one epoch's
+        records = (r for i, a, b in self._ranges(slot, slots, epoch) for r in self._read(i, a, b))
         if self.shuffle and self.shuffle_buffer > 1:
-            records = _buffer_shuffle(records, self.shuffle_buffer, np.random.default_rng([self.seed, self.epoch, slot]))
+            records = _buffer_shuffle(records, self.shuffle_buffer, np.random.default_rng([self.seed, epoch, slot]))
         for (i, n), rec in records:
             item = to_torch(rec) if self.torch_values else rec
-            yield _transformed(self.transform, item, (self.seed, self.epoch, i, n))
+            yield _transformed(self.transform, item, (self.seed, epoch, i, n))
 
 
 def record_generator(key: tuple[int, ...]) -> torch.Generator:
@@ -236,7 +264,7 @@ class TFRecordIndexed(Dataset):
                  transform: Callable | None = None, torch_values: bool = True, allow_partial: bool = False,
                  seed: int = 0):
         self.files = shard_files(paths, allow_partial)
-        self.seed, self.epoch = seed, 0
+        self.seed, self._epoch = seed, _SharedEpoch()
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self._where: list[tuple[int, int, int, int]] = []  # (file, record in file, offset, framed size)
         for fi, path in enumerate(self.files):
@@ -266,9 +294,14 @@ class TFRecordIndexed(Dataset):
         item = to_torch(rec) if self.torch_values else rec
         return _transformed(self.transform, item, (self.seed, self.epoch, fi, k))
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        """Random transforms draw anew each epoch (the reader seeds them per seed, epoch and record)."""
-        self.epoch = epoch
+        """Random transforms draw anew each epoch (the reader seeds them per seed, epoch and record),
+        in persistent DataLoader workers too."""
+        self._epoch.set(epoch)
 
 
 __all__ = ["TFRecordShards", "TFRecordIndexed", "fold_files", "fold_of", "read_shard", "shard_files", "distributed_rank"]
