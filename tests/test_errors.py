@@ -265,23 +265,25 @@ def eight_files(tmp_path_factory):
 
 
 def _paused_run(data, out, workers: int) -> subprocess.Popen:
-    """A conversion of `eight_files` that converts files 0 and 1 and then stops for good after the
-    first record of file 2 (tests/hooks/paused_convert.py): mid-write, never finished."""
+    """A conversion of `eight_files` stopped for good once each of its processes has begun a shard
+    of file 2 or later (tests/hooks/paused_convert.py): files 0 and 1 done, one temporary shard per
+    process, never finished."""
+    paused = out.parent / "paused.txt"
     cmd = [sys.executable, str(ROOT / "tests/hooks/paused_convert.py"), f"data_dir={data}", f"out_dir={out}",
            f"num_workers={workers}", "progress=false"]
     # a shell's background job inherits SIGINT ignored (CI may run us so): give the run a default one
     proc = subprocess.Popen(cmd, cwd=out.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, ASLFR_TEST_PAUSE_AT="8"), start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    d = out / "tfrecords/train"
+                            env=dict(os.environ, ASLFR_TEST_PAUSE_AT="8", ASLFR_TEST_PAUSED=str(paused)),
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300  # a hang guard only: the paused state is permanent
-    while not (list(d.glob(".*.tmp")) and len(list((d / ".aslfr").glob("*.json"))) >= 4):
+    while not (paused.exists() and len(paused.read_text().splitlines()) == max(workers, 1)):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f"the run did not reach its pause point: {proc.communicate()[1][-2000:]}")
         time.sleep(0.02)
-    assert not (d / "manifest.json").exists()
-    assert len(list((d / ".aslfr").glob("*.json"))) < 32  # files 2..7 are not done: mid-run for sure
+    d = out / "tfrecords/train"
+    assert len(list((d / ".aslfr").glob("*.json"))) == 8  # files 0 and 1, 4 folds each
+    assert len(list(d.glob(".*.tmp"))) == max(workers, 1) and not (d / "manifest.json").exists()
     return proc
 
 

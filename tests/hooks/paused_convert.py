@@ -1,7 +1,7 @@
 """`python paused_convert.py ARGS` runs `python -m aslfr.convert ARGS` with every shard writer of
-shard number >= $ASLFR_TEST_PAUSE_AT stopped forever after its first record: the run then holds a
-half-written temporary shard and can never finish, so a test interrupts or kills it at a known point
-instead of racing it."""
+shard number >= $ASLFR_TEST_PAUSE_AT stopped forever after its first record, each pause announced by
+a line in $ASLFR_TEST_PAUSED: once every process has paused, the run holds half-written temporary
+shards and can never finish, so a test interrupts or kills it at a known point instead of racing it."""
 
 import os
 import runpy
@@ -11,12 +11,15 @@ import time
 from aslfr.convert import shards
 
 PAUSE_AT = int(os.environ["ASLFR_TEST_PAUSE_AT"])
+PAUSED = os.environ["ASLFR_TEST_PAUSED"]
 _write = shards.ShardWriter.write
 
 
 def write(self, record) -> None:
     _write(self, record)
     if self.number >= PAUSE_AT:
+        with open(PAUSED, "a") as f:  # one short append: whole lines even from two processes
+            f.write(f"{os.getpid()} {self.number}\n")
         while True:  # until a signal ends the process
             time.sleep(1)
 
