@@ -4,7 +4,6 @@ console script."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -20,17 +19,18 @@ needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 
 def _make(*args, cwd=ROOT):
-    return subprocess.run(["make", "--no-print-directory", "-C", str(cwd), *args], capture_output=True, text=True)
+    return subprocess.run(["make", "--no-print-directory", "-C", str(cwd), *args], capture_output=True, text=True,
+                          timeout=600)
 
 
 @needs_make
 def test_make_demo_and_test_do_what_the_readme_says(tmp_path):
-    venv = tmp_path / "venv"
-    demo = _make("-n", "demo", f"VENV={venv}").stdout.splitlines()
+    venv, data, out = tmp_path / "venv", tmp_path / "data", tmp_path / "out"  # whatever `make demo` left in the checkout
+    demo = _make("-n", "demo", f"VENV={venv}", f"DATA={data}", f"OUT={out}").stdout.splitlines()
     assert demo[0] == f"python3 -m venv {venv}"
-    assert demo[-3:] == [f"{venv}/bin/python -m aslfr.synthetic data/synthetic",
-                         f"{venv}/bin/python -m aslfr.convert data_dir=data/synthetic out_dir=out/demo",
-                         f"{venv}/bin/python -m aslfr.convert data_dir=data/synthetic out_dir=out/demo split=supplemental"]
+    assert demo[-3:] == [f"{venv}/bin/python -m aslfr.synthetic {data}",
+                         f"{venv}/bin/python -m aslfr.convert data_dir={data} out_dir={out}",
+                         f"{venv}/bin/python -m aslfr.convert data_dir={data} out_dir={out} split=supplemental"]
     test = _make("-n", "test", f"VENV={venv}").stdout.splitlines()
     assert test[0] == f"python3 -m venv {venv}" and test[-1] == f"{venv}/bin/python -m pytest -q"
 
@@ -47,9 +47,14 @@ def test_make_convert_verify_inspect_on_real_layout(small_data, converted, tmp_p
     # fold 1 of each of the 2 supplemental files: shard numbers 1 and 5; no manifest until all folds exist
     assert sorted(p.name.split(".")[0] for p in (out / "tfrecords/sup").glob("*.tfrec")) == ["1", "5"]
     assert not (out / "tfrecords/sup/manifest.json").exists()
+    res = _make("merge", *common, "ARGS=split=supplemental")  # a job chain sees the missing folds
+    assert res.returncode != 0 and "sup" in res.stderr and "missing" in res.stderr, res.stderr
     res = _make("convert", *common, "SPLIT=supplemental", "ARGS=progress=false num_workers=0")
     assert res.returncode == 0, res.stderr
     assert tree_bytes(out / "tfrecords/sup") == tree_bytes(converted / "tfrecords/sup")
+    res = _make("merge", *common)  # every split complete: merging again rewrites the same bytes
+    assert res.returncode == 0 and res.stdout.count("manifest.json, means.npy, stds.npy written") == 2, res.stderr
+    assert tree_bytes(out / "tfrecords") == tree_bytes(converted / "tfrecords")
     res = _make("verify", *common)
     assert res.returncode == 0, res.stderr
     assert sorted(ln.split(":")[0] for ln in res.stdout.splitlines() if ": OK" in ln) == \
@@ -239,19 +244,19 @@ def _script() -> Path:
 
 def test_console_script(converted, tmp_path):
     script = str(_script())
-    res = subprocess.run([script, "--help"], capture_output=True, text=True, cwd=tmp_path)
+    res = subprocess.run([script, "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert res.returncode == 0 and [ln.split()[0] for ln in res.stdout.splitlines() if ln.startswith("  ")] == COMMANDS
-    res = subprocess.run([script, "nope"], capture_output=True, text=True, cwd=tmp_path)
+    res = subprocess.run([script, "nope"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert res.returncode == 2 and res.stderr.startswith("aslfr: error: unknown command 'nope'")
     for command, first in [("convert", "python -m aslfr.convert [key=value ...]"),
                            ("merge", "python -m aslfr.merge out_dir=PATH data_dir=PATH"),
                            ("inspect", "python -m aslfr.inspect out_dir=PATH"),
                            ("train-demo", "usage: aslfr train-demo [-h]"), ("stats", "usage: aslfr stats [-h]")]:
-        res = subprocess.run([script, command, "--help"], capture_output=True, text=True, cwd=tmp_path)
+        res = subprocess.run([script, command, "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
         assert res.returncode == 0 and res.stdout.startswith(first), (command, res.stdout[:200], res.stderr)
-    res = subprocess.run([script, "inspect", str(converted)], capture_output=True, text=True, cwd=tmp_path)
+    res = subprocess.run([script, "inspect", str(converted)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert res.returncode == 0 and "lost EOS" in res.stdout, res.stderr
-    res = subprocess.run([script, "verify", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    res = subprocess.run([script, "verify", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert res.returncode == 1 and f"{tmp_path}: FAIL" in res.stdout
     assert list(tmp_path.iterdir()) == []
 

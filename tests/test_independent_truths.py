@@ -73,7 +73,7 @@ def test_second_run_waits_for_the_lock_then_completes(tmp_path):
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, b"the test")
         proc = subprocess.Popen([sys.executable, "-m", "aslfr.convert", f"data_dir={data}", f"out_dir={out}",
-                                 "num_workers=0", "progress=false"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 "num_workers=0", "progress=false"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, cwd=tmp_path)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr] + [lines.put(None)], daemon=True).start()
