@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 $(DATA)/train.csv: | $(SETUP)
-	$(PY) -m aslfr.synthetic $(DATA)
+	$(PY) -m aslfr.synthetic data_dir=$(DATA)
 
 demo: $(SETUP) $(DATA)/train.csv
 	$(PY) -m aslfr.convert data_dir=$(DATA) out_dir=$(OUT)

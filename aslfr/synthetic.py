@@ -1,5 +1,7 @@
-"""`python -m aslfr.synthetic OUT_DIR`: synthetic data in the exact competition layout (train.csv,
-supplemental_metadata.csv, *_landmarks/<file_id>.parquet), so the pipeline runs on a fresh machine."""
+"""`python -m aslfr.synthetic data_dir=PATH`: synthetic data in the exact competition layout (train.csv,
+supplemental_metadata.csv, *_landmarks/<file_id>.parquet), so the pipeline runs on a fresh machine.
+
+PATH is what the converter then takes as `data_dir=`; a bare PATH works too, as does `out_dir=PATH`."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ from aslfr.cli import one_line_errors, prog
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog=prog("aslfr.synthetic"), description=__doc__.split("\n\n")[0])
-    p.add_argument("out_dir")
+    p = argparse.ArgumentParser(prog=prog("aslfr.synthetic"), description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n")[1])
+    p.add_argument("data_dir", metavar="data_dir=PATH",
+                   type=lambda v: v.removeprefix("data_dir=").removeprefix("out_dir="))
     p.add_argument("--train-files", type=int, default=3)
     p.add_argument("--sup-files", type=int, default=2)
     p.add_argument("--sequences", type=int, default=40, help="sequences per parquet file")
@@ -22,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
 
     sup = SplitSpec(a.sup_files, a.sequences, a.mean_frames, a.participants) if a.sup_files else None
     with one_line_errors():
-        root = generate(a.out_dir, SplitSpec(a.train_files, a.sequences, a.mean_frames, a.participants), sup, a.seed)
+        root = generate(a.data_dir, SplitSpec(a.train_files, a.sequences, a.mean_frames, a.participants), sup, a.seed)
     print(f"synthetic data written to {root}")
 
 

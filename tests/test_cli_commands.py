@@ -28,7 +28,7 @@ def test_make_demo_and_test_do_what_the_readme_says(tmp_path):
     venv, data, out = tmp_path / "venv", tmp_path / "data", tmp_path / "out"  # whatever `make demo` left in the checkout
     demo = _make("-n", "demo", f"VENV={venv}", f"DATA={data}", f"OUT={out}").stdout.splitlines()
     assert demo[0] == f"python3 -m venv {venv}"
-    assert demo[-3:] == [f"{venv}/bin/python -m aslfr.synthetic {data}",
+    assert demo[-3:] == [f"{venv}/bin/python -m aslfr.synthetic data_dir={data}",
                          f"{venv}/bin/python -m aslfr.convert data_dir={data} out_dir={out}",
                          f"{venv}/bin/python -m aslfr.convert data_dir={data} out_dir={out} split=supplemental"]
     test = _make("-n", "test", f"VENV={venv}").stdout.splitlines()
@@ -286,16 +286,22 @@ def test_defaults_are_stated_once_and_the_yaml_mirrors_them():
         assert {k: params[k].default for k in keys} == {k: defaults[k] for k in keys}, fn
 
 
-def _yaml_comments() -> dict[str, tuple[str, str]]:
-    """key -> (value, comment) from conf/convert.yaml's top-level lines (and its `split` default)."""
-    text = (ROOT / "conf/convert.yaml").read_text()
+def _yaml_comments(name: str = "convert") -> dict[str, tuple[str, str]]:
+    """key -> (value, comment) from conf/{name}.yaml's top-level lines (and its `split` default)."""
+    text = (ROOT / f"conf/{name}.yaml").read_text()
     return {m[0]: (m[1], m[2]) for m in re.findall(r"^(?:  - )?(\w+): (\S+) +# (.*)$", text, re.M)}
 
 
-def _help_lines() -> dict[str, str]:
-    res = _run("-m", "aslfr.convert", "--help")
+def _help_lines(command: str = "aslfr.convert") -> dict[str, str]:
+    res = _run("-m", command, "--help")
     assert res.returncode == 0, res.stderr
     return dict(re.findall(r"^  (\w+)=\S*   (.*)$", res.stdout, re.M))
+
+
+def test_merge_keys_are_described_alike_in_yaml_and_help():
+    yaml, help_ = _yaml_comments("merge"), _help_lines("aslfr.merge")
+    assert set(yaml) == set(help_) == {"out_dir", "data_dir", "split", "folds"}
+    assert {k: v[1] for k, v in yaml.items()} == help_
 
 
 def _readme_rows() -> dict[str, tuple[str, str]]:

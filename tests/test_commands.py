@@ -56,11 +56,14 @@ def test_convert_help_describes_every_key():
 
 
 def test_synthetic_and_stats_commands(tmp_path):
-    res = _run("-m", "aslfr.synthetic", str(tmp_path / "data"), "--train-files", "1", "--sup-files", "0",
+    res = _run("-m", "aslfr.synthetic", f"data_dir={tmp_path / 'data'}", "--train-files", "1", "--sup-files", "0",
                "--sequences", "12", "--participants", "4")
     assert res.returncode == 0, res.stderr
     csv = (tmp_path / "data/train.csv").read_text().splitlines()
     assert csv[0] == "path,file_id,sequence_id,participant_id,phrase" and len(csv) == 13
+    res = _run("-m", "aslfr.synthetic", str(tmp_path / "bare"), "--train-files", "1", "--sup-files", "0",
+               "--sequences", "12", "--participants", "4")  # the bare PATH of earlier versions
+    assert res.returncode == 0 and (tmp_path / "bare/train.csv").read_text().splitlines() == csv, res.stderr
     convert(tmp_path / "data", tmp_path / "out", "num_workers=0")
     d = tmp_path / "out/tfrecords/train"
     means, stds = np.load(d / "means.npy"), np.load(d / "stds.npy")

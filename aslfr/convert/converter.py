@@ -4,6 +4,7 @@ the number of workers; the main process only collects receipts, shows progress a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -246,6 +247,7 @@ def account_phases(timer: phases.PhaseTimer) -> None:
     })
     write_file = _write_file
 
+    @functools.wraps(write_file)
     def timed(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> None:
         with timer.phase("file"):
             write_file(p, i, todo, summary)

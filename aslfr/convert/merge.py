@@ -71,10 +71,11 @@ def settings_from_parts(out_dir: str, data_dir: str, split: str, folds: int | No
         raise InputError(f"{records}: parts written with different settings ({_differences(configs)}); "
                          f"convert the split again with one setting")
     c = configs[0]
-    s = Settings(data_dir, out_dir, split, folds=c["folds"], fold_seed=c["fold_seed"],
-                 sup_weight=c["weight"] if layout.split(split).weight is None else Settings.sup_weight,
-                 shuffle_buffer=c["shuffle_buffer"], shuffle_seed=c["shuffle_seed"], eos_always=c["eos_always"],
-                 index_files=c["index_files"], skip_unknown_chars=True)  # the CSV is read for the inputs only
+    try:  # the CSV is read for the inputs only: unknown characters were the jobs' business
+        s = Settings.from_output_config(data_dir, out_dir, c, skip_unknown_chars=True)
+    except (KeyError, ValueError, TypeError):
+        raise InputError(f"{records}: parts written by another version of aslfr (their receipts' config: {c}); "
+                         f"convert the split again") from None
     if s.output_config() != c:
         raise InputError(f"{records}: parts written by another version of aslfr ({_differences([c, s.output_config()])}); "
                          f"convert the split again")

@@ -49,13 +49,23 @@ class Settings:
     def selected_folds(self) -> tuple[int, ...]:
         return tuple(range(self.folds)) if self.fold is None else self.fold
 
+    _OUTPUT_KEYS = ("split", "folds", "fold_seed", "shuffle_buffer", "shuffle_seed", "eos_always", "index_files")
+
     def output_config(self) -> dict[str, Any]:
         """The settings that decide the bytes written (not how or which part of the work is done)."""
-        keys = ("split", "folds", "fold_seed", "shuffle_buffer", "shuffle_seed", "eos_always", "index_files")
-        cfg = {k: getattr(self, k) for k in keys}
+        cfg = {k: getattr(self, k) for k in self._OUTPUT_KEYS}
         cfg["weight"] = self.weight
         cfg["schema"] = schema_fingerprint()
         return cfg
+
+    @classmethod
+    def from_output_config(cls, data_dir: str, out_dir: str, cfg: dict[str, Any], **work: Any) -> "Settings":
+        """Settings that write what `cfg` (an `output_config()`, e.g. from a receipt) describes; `work`
+        sets the other keys. Its own output_config() equals `cfg` unless the schema has changed."""
+        values = {k: cfg[k] for k in cls._OUTPUT_KEYS}
+        if layout.split(cfg["split"]).weight is None:
+            values["sup_weight"] = cfg["weight"]
+        return cls(data_dir, out_dir, **values, **work)
 
     def check(self) -> None:
         """Every value's type and range, before any work or any write."""

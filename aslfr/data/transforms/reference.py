@@ -18,9 +18,9 @@ import torch
 
 from aslfr.data.transforms import augment as A
 from aslfr.data.transforms import functional as F
+from aslfr.data.transforms.frame import n_cols
 
 N_FRAMES = 320
-N_OUT_COLS = 2 * F.N_COLS + 1  # 769: raw and normalized columns, then the position
 
 ROUNDINGS = ("tf.data", "tf.function")
 
@@ -147,7 +147,7 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool,
     if len(per_seq) != bsz:
         raise ValueError(f"{len(per_seq)} draws for {bsz} sequences")
     if bsz == 0:  # no plan: every step would pass the input through, shape and all
-        return x.new_zeros((0, n_frames, N_OUT_COLS)), lens
+        return x.new_zeros((0, n_frames, n_cols())), lens
     plans = [pipe.sample(d, int(n)) for d, n in zip(per_seq, lens.tolist())]
     return pipe.apply_batch(x, lens, plans)
 
