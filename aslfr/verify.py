@@ -13,9 +13,10 @@ from aslfr.cli import add_out_dir, one_line_errors, prog
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog=prog("aslfr.verify"), description=__doc__.split("\n\n")[0],
-        epilog="Checks per shard: presence, record count, bytes and CRC32C against manifest.json; the index "
-               "file's size, CRC32C and offsets; both TFRecord CRCs of every record; the schema; and that no "
-               "unlisted shard is in the folder.")
+        epilog="Checks per split: manifest.json's version, totals and fold count against its shards, and "
+               "means.npy / stds.npy as training loads them. Per shard: presence, record count, bytes and "
+               "CRC32C against manifest.json; the index file's size, CRC32C and offsets; both TFRecord CRCs "
+               "of every record; the schema; and that no unlisted shard is in the folder.")
     add_out_dir(p, "the converter's out_dir, or one records folder ({out_dir}/tfrecords/train); "
                    "`out_dir=` may be left out")
     a = p.parse_args(argv)
