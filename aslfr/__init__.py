@@ -25,6 +25,8 @@ _API = {
     "pad_collate": "aslfr.data.collate",
     "pack_collate": "aslfr.data.collate",
     "unpack": "aslfr.data.collate",
+    "ReferenceCollate": "aslfr.data.collate",
+    "record_key": "aslfr.data.transforms.counter",
     "FrameTransform": "aslfr.data.transforms.frame",
     "n_cols": "aslfr.data.transforms.frame",
     "load_stats": "aslfr.format.stats",

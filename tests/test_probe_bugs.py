@@ -94,7 +94,7 @@ def test_reference_preprocess_batch_errors():
             MEANS, STDS, train=False)
     _raises(run, "expected [B, T, 384], got shape (5, 384)", torch.zeros(5, 384), lens, MEANS, STDS, train=False)
     for bad in ([0, 3], [6, 3], [5, -1]):
-        _raises(run, "lengths must be in [1, T]", x, torch.tensor(bad), MEANS, STDS, train=False)
+        _raises(run, "lengths must be in [1, T=5]", x, torch.tensor(bad), MEANS, STDS, train=False)
     _raises(run, "1 draws for 2 sequences", x, lens, MEANS, STDS, train=True, draws=[A.TorchDraw(None)])
     _raises(run, "rounding must be one of ('tf.data', 'tf.function'), got 'x'", x, lens, MEANS, STDS,
             train=False, rounding="x")

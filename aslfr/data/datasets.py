@@ -4,7 +4,10 @@
 torch.distributed ranks; `TFRecordIndexed` gives len() and random access through the index files;
 `fold_files` picks train/valid shards as the reference training code does. Readers take the shard
 list and the fold count from each folder's `manifest.json` and validate index files before use;
-every record is checked against both CRCs by default and decoded with `SCHEMA` into torch values."""
+every record is checked against both CRCs by default and decoded with `SCHEMA` into torch values.
+A record's key, from (seed, epoch, file, record), is the only input of its random augmentations, so
+they do not depend on workers, ranks or the read order; with `keys=True` each item carries it as
+`key`, for transforms that run on batches (`ReferenceCollate`, `ReferencePreprocess.batch`)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from aslfr.data.tensors import to_torch
+from aslfr.data.transforms.counter import record_key
 from aslfr.format import layout
 from aslfr.format.manifest import ManifestError, checked_index, manifest_folds, no_duplicates, resolve_shards
 from aslfr.format.schema import decode_record, read_shard
@@ -160,6 +164,7 @@ class TFRecordShards(IterableDataset):
     persistent workers too; each `__iter__` reads it when it starts). The rank and
     world size come from torch.distributed (initialize it before building the reader), torchrun's
     RANK / WORLD_SIZE, or `rank=` and `world_size=`; a rank outside 0..world_size-1 is an error.
+    `keys=True`: each item also carries `key`, its record's random key (see the module docstring).
 
         ds = TFRecordShards("out/tfrecords/train", shuffle=True, transform=FrameTransform(...))
         loader = DataLoader(ds, batch_size=32, num_workers=2, collate_fn=pad_collate)
@@ -168,8 +173,9 @@ class TFRecordShards(IterableDataset):
     def __init__(self, paths: str | Path | Sequence[str | Path], shuffle: bool = False, seed: int = 0,
                  shuffle_buffer: int = 256, verify: bool = True, transform: Callable | None = None,
                  torch_values: bool = True, rank: int | None = None, world_size: int | None = None,
-                 allow_partial: bool = False):
+                 allow_partial: bool = False, keys: bool = False):
         self.files = shard_files(paths, allow_partial)
+        self.keys = keys
         self.rank, self.world_size = _reader_rank(rank, world_size)
         if shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer must be >= 0 (0: no record buffer), got {shuffle_buffer}")
@@ -225,22 +231,18 @@ class TFRecordShards(IterableDataset):
             records = _buffer_shuffle(records, self.shuffle_buffer, np.random.default_rng([self.seed, epoch, slot]))
         for (i, n), rec in records:
             item = to_torch(rec) if self.torch_values else rec
-            yield _transformed(self.transform, item, (self.seed, epoch, i, n))
+            yield _keyed(self.transform, item, record_key(self.seed, epoch, i, n), self)
 
 
-def record_generator(key: tuple[int, ...]) -> torch.Generator:
-    """A generator seeded by (seed, epoch, file, record): a record's random augmentations depend on
-    nothing else, so they are the same whatever the number of workers, ranks or the read order."""
-    g = torch.Generator()
-    g.manual_seed(int(np.random.SeedSequence(list(key)).generate_state(2, np.uint64)[0] >> 1))
-    return g
-
-
-def _transformed(transform: Callable | None, item: Any, key: tuple[int, ...]) -> Any:
+def _keyed(transform: Callable | None, item: dict[str, Any], key: int, ds: Any) -> Any:
+    """The item (with its record's `key` where the reader was asked for keys) through the transform;
+    a random transform gets the key to draw by (see `record_key`)."""
+    if ds.keys:
+        item["key"] = torch.tensor(key) if ds.torch_values else np.int64(key)
     if transform is None:
         return item
     if getattr(transform, "random", False):
-        return transform(item, generator=record_generator(key))
+        return transform(item, key=key)
     return transform(item)
 
 
@@ -262,8 +264,9 @@ class TFRecordIndexed(Dataset):
 
     def __init__(self, paths: str | Path | Sequence[str | Path], verify: bool = True,
                  transform: Callable | None = None, torch_values: bool = True, allow_partial: bool = False,
-                 seed: int = 0):
+                 seed: int = 0, keys: bool = False):
         self.files = shard_files(paths, allow_partial)
+        self.keys = keys
         self.seed, self._epoch = seed, _SharedEpoch()
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self._where: list[tuple[int, int, int, int]] = []  # (file, record in file, offset, framed size)
@@ -292,7 +295,7 @@ class TFRecordIndexed(Dataset):
         data = next(read_records(path, self.verify, offset, offset + size, first_record=k))
         rec = decode_record(data, f"{path}: record {k} at byte {offset}")
         item = to_torch(rec) if self.torch_values else rec
-        return _transformed(self.transform, item, (self.seed, self.epoch, fi, k))
+        return _keyed(self.transform, item, record_key(self.seed, self.epoch, fi, k), self)
 
     @property
     def epoch(self) -> int:

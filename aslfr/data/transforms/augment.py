@@ -8,9 +8,8 @@ p=None it is ungated (a bare function, as inside the reference's `mt.OneOf`). Th
 is the reference's (spec §2.3), so a `RecordedDraw` of TF's values replays TF's augmentations.
 A training sequence makes 7 to 18 draws (7 gates always draw; spec §2.3's "6 to 17" is off by one).
 
-A transform is split into `sample(draw, length) -> params | None` (None: gate not fired) and a
-deterministic `apply(x, params, lengths)`; `Compose` plans a whole sequence first, which lets the
-batched path draw per sequence and then run vectorized ops (`Compose.apply_batch`)."""
+A transform is split into planning (`sample` from a `draw`, or `sample_keyed` from counter-based
+`KeyedDraws`, see below) and a deterministic `apply` (one sequence) / `run` (a padded batch)."""
 
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from aslfr.data.transforms import functional as F
+from aslfr.data.transforms.counter import KeyedDraws
 from aslfr.format.stats import check_stats, checked
 
 Params = Optional[Dict[str, Any]]
@@ -100,21 +100,50 @@ class RecordedDraw:
 
 # ---------------------------------------------------------------------------------------------
 # transforms
+#
+# Two ways to plan, one way to run. `sample(draw, length)` plans one sequence from a `draw` (the
+# reference's draw order: TF replay, torch.Generator); `sample_keyed(draws, lengths, frames)` plans a
+# whole batch at once from `KeyedDraws` (one draw site per value, so no order at all). `stack` turns
+# per-sequence plans into the batched form, and `run` applies a batched plan to a padded batch:
+# {"fire": [B] bool, ...[B] values}. With eager=False, `run` reads nothing back to the host and its
+# number of ops does not depend on B (gates become selections); eager=True (CPU workers) may read
+# gates and sizes to skip work. `apply` is the per-sequence form of the same step.
 
-def _collate(params: List[Dict[str, Any]], device) -> Dict[str, Any]:
-    """Per-sequence params -> one dict of stacked tensors ([B] or [B, ...]); strings stay lists."""
-    out = {}
-    for k in params[0]:
-        vals = [p[k] for p in params]
-        if isinstance(vals[0], str):
-            out[k] = vals
-        else:
-            out[k] = torch.stack([torch.as_tensor(v) for v in vals]).to(device)
+def _stack(params: List[Params], device) -> Dict[str, Any]:
+    """Per-sequence params (None: gate not fired) -> the batched form, non-fired entries zero."""
+    fire = torch.tensor([p is not None for p in params], device=device)
+    first = next((p for p in params if p is not None), None)
+    out: Dict[str, Any] = {"fire": fire}
+    if first is None:
+        out["none"] = True  # known on the host: `run` skips the step
+    for k in first or {}:
+        ref = torch.as_tensor(first[k])
+        out[k] = torch.stack([torch.as_tensor(p[k]) if p is not None else torch.zeros_like(ref)
+                              for p in params]).to(device)
     return out
 
 
+def _fits(out: Optional[torch.Tensor], x: torch.Tensor, n: int) -> bool:
+    return out is not None and out.shape == (x.shape[0], n, x.shape[2])
+
+
+def _sel(fire: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    return torch.where(fire.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+
+def _gates(params: Dict[str, Any], eager: bool) -> Optional[bool]:
+    """With eager: True (all fired), False (none fired) or None (some); without: False for a
+    stacked plan in which no sequence fired, else None."""
+    if params.get("none"):
+        return False
+    if not eager:
+        return None
+    f = params["fire"].tolist()
+    return True if all(f) else False if not any(f) else None
+
+
 class Transform:
-    """Base: gate handling, planning and the batched apply.
+    """Base: gate handling, planning, and the gated batched `run`.
 
     p: None = no gate (deterministic, or a bare reference function), else mt.Apply semantics."""
 
@@ -133,6 +162,23 @@ class Transform:
     def params(self, draw: Draw, length: int) -> Dict[str, Any]:
         return {}
 
+    def gate_keyed(self, draws: KeyedDraws) -> torch.Tensor:
+        """[B] bool at site 0, as `gate`."""
+        n = draws.keys.shape[0]
+        if self.p is None or self.p <= 0:
+            return torch.full((n,), self.p is None, dtype=torch.bool, device=draws.device)
+        return draws.uniform(0) < _f32(self.p).to(draws.device)
+
+    def sample_keyed(self, draws: KeyedDraws, lengths: torch.Tensor, frames: int) -> Dict[str, Any]:
+        """The batched plan of B sequences of `lengths` (padded to `frames`); params at sites 1, 2, ..."""
+        return {"fire": self.gate_keyed(draws), **self.params_keyed(draws, lengths, frames)}
+
+    def params_keyed(self, draws: KeyedDraws, lengths: torch.Tensor, frames: int) -> Dict[str, Any]:
+        return {}
+
+    def stack(self, params: List[Params], device) -> Dict[str, Any]:
+        return _stack(params, device)
+
     def out_length(self, length: int, params: Params) -> int:
         """Frames in the tensor after this step."""
         return length
@@ -141,32 +187,32 @@ class Transform:
         """Non-padding frames after this step (differs from out_length only when padding)."""
         return self.out_length(length, params)
 
+    def next_lengths(self, lengths: torch.Tensor, params: Dict[str, Any]) -> torch.Tensor:
+        """Batched `valid_length`."""
+        return lengths
+
+    def next_frames(self, frames: int) -> int:
+        """The padded time axis after this step, known without reading any value (a bound)."""
+        return frames
+
     def apply(self, x: torch.Tensor, params: Dict[str, Any], lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def run(self, x: torch.Tensor, lengths: torch.Tensor, params: Dict[str, Any], eager: bool = False,
+            out: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Apply a batched plan to a padded batch [B, T, C]: fired sequences get `apply`, the others
+        keep their values; returns (x, lengths). `out`: where a step whose result has out's shape
+        may write it (the batch slot a collate gives), or None."""
+        all_fired = _gates(params, eager)
+        if all_fired is False:
+            return x, lengths
+        y = self.apply(x, params, lengths)
+        return (y if all_fired else _sel(params["fire"], y, x)), self.next_lengths(lengths, params)
+
     def __call__(self, x: torch.Tensor, draw: Optional[Draw] = None) -> torch.Tensor:
-        """One sequence [T, C]: sample, then apply (a batch goes through `apply_batch`)."""
+        """One sequence [T, C]: sample, then apply (a batch goes through `run`)."""
         p = self.sample(draw if draw is not None else TorchDraw(), x.shape[-2])
         return x if p is None else self.apply(x, p)
-
-    def apply_batch(self, x: torch.Tensor, lengths: torch.Tensor, params: List[Params]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Apply each sequence's params (None: skipped) to a padded batch; returns (x, lengths)."""
-        sel = [i for i, p in enumerate(params) if p is not None]
-        if not sel:
-            return x, lengths
-        if len(sel) == len(params):
-            return self.apply(x, _collate(params, x.device), lengths), self._lengths(lengths, params)
-        idx = torch.tensor(sel, device=x.device)
-        part = self.apply(x.index_select(0, idx), _collate([params[i] for i in sel], x.device), lengths[idx])
-        if part.shape[1:] != x.shape[1:]:
-            raise RuntimeError(f"{type(self).__name__} changes the shape; it must run on every sequence")
-        out = x.clone()
-        out[idx] = part
-        return out, self._lengths(lengths, params)
-
-    def _lengths(self, lengths: torch.Tensor, params: List[Params]) -> torch.Tensor:
-        return torch.tensor([self.valid_length(int(n), p) for n, p in zip(lengths.tolist(), params)],
-                            dtype=torch.int64, device=lengths.device)
 
     def _extra_repr(self) -> str:
         return ""
@@ -195,11 +241,25 @@ class RandomScale(Transform):
     def params(self, draw, length):
         return {"factor": draw(*self.range)}
 
+    def params_keyed(self, draws, lengths, frames):
+        return {"factor": draws.between(1, *self.range)}
+
     def apply(self, x, params, lengths=None):
         return F.scale(x, params["factor"])
 
+    def run(self, x, lengths, params, eager=False, out=None):
+        if _gates(params, eager) is False:
+            return x, lengths
+        one = torch.ones((), dtype=torch.float32, device=x.device)  # x * 1 is x, bit for bit
+        return F.scale(x, torch.where(params["fire"], params["factor"], one)), lengths
+
     def _extra_repr(self):
         return f"range={self.range}"
+
+
+def _with_cos_sin(params: Dict[str, Any], folded: bool) -> Dict[str, Any]:
+    c, s = F.rotation_cos_sin(params["degrees"], params["degrees"].device, folded)
+    return {**params, "cos": c, "sin": s}
 
 
 class RandomRotate(Transform):
@@ -212,7 +272,16 @@ class RandomRotate(Transform):
     def params(self, draw, length):
         return {"degrees": draw(*self.degrees)}
 
+    def params_keyed(self, draws, lengths, frames):
+        return _with_cos_sin({"degrees": draws.between(1, *self.degrees)}, self.folded)
+
+    def stack(self, params, device):
+        out = _stack(params, device)
+        return out if out.get("none") else _with_cos_sin(out, self.folded)
+
     def apply(self, x, params, lengths=None):
+        if "cos" in params:
+            return F.rotate_cos_sin(x, params["cos"], params["sin"])
         return F.rotate(x, params["degrees"], self.folded)
 
     def _extra_repr(self):
@@ -227,6 +296,9 @@ class RandomShift(Transform):
 
     def params(self, draw, length):
         return {"dx": draw(*self.range), "dy": draw(*self.range), "dz": draw(*self.range)}
+
+    def params_keyed(self, draws, lengths, frames):
+        return {f"d{a}": draws.between(i + 1, *self.range) for i, a in enumerate("xyz")}
 
     def apply(self, x, params, lengths=None):
         return F.shift(x, params["dx"], params["dy"], params["dz"])
@@ -243,13 +315,34 @@ class OneOf(Transform):
     def __init__(self, transforms: Sequence[Transform], p: float = 0.0):
         self.transforms, self.p = list(transforms), p
 
+    def _bounds(self) -> List[torch.Tensor]:
+        n = len(self.transforms)
+        return [_f32((i + 1) * self.p / n) for i in range(n)]
+
     def sample(self, draw, length):
         if self.p <= 0:
             return None
         u = draw(0.0, 1.0)
-        n = len(self.transforms)
-        return {"sub": [t.sample(draw, length) if bool(u <= _f32((i + 1) * self.p / n)) else None
-                        for i, t in enumerate(self.transforms)]}
+        return {"sub": [t.sample(draw, length) if bool(u <= b) else None
+                        for b, t in zip(self._bounds(), self.transforms)]}
+
+    def sample_keyed(self, draws, lengths, frames):
+        fire = self.gate_keyed(draws)
+        u = draws.uniform(0) if self.p > 0 else None
+        sub = []
+        for i, (b, t) in enumerate(zip(self._bounds(), self.transforms)):
+            p = t.sample_keyed(draws.at(i), lengths, frames)
+            p["fire"] = p["fire"] & fire & (u <= b.to(draws.device)) if u is not None else p["fire"] & fire
+            sub.append(p)
+        return {"fire": fire, "sub": sub}
+
+    def gate_keyed(self, draws):
+        return torch.full((draws.keys.shape[0],), self.p > 0, dtype=torch.bool, device=draws.device)
+
+    def stack(self, params, device):
+        fire = torch.tensor([p is not None for p in params], device=device)
+        return {"fire": fire, "sub": [t.stack([None if p is None else p["sub"][i] for p in params], device)
+                                      for i, t in enumerate(self.transforms)]}
 
     def apply(self, x, params, lengths=None):
         for t, p in zip(self.transforms, params["sub"]):
@@ -257,9 +350,9 @@ class OneOf(Transform):
                 x = t.apply(x, p, lengths)
         return x
 
-    def apply_batch(self, x, lengths, params):
-        for i, t in enumerate(self.transforms):
-            x, lengths = t.apply_batch(x, lengths, [None if p is None else p["sub"][i] for p in params])
+    def run(self, x, lengths, params, eager=False, out=None):
+        for t, p in zip(self.transforms, params["sub"]):
+            x, lengths = t.run(x, lengths, p, eager)
         return x, lengths
 
 
@@ -275,8 +368,19 @@ class RandomTemporalSeqMask(Transform):
         start = draw(0, F.seq_mask_offset_high(length, size), integer=True)
         return {"start": start, "size": torch.tensor(size)}
 
+    def params_keyed(self, draws, lengths, frames):
+        size = (lengths.to(torch.float32) * draws.between(1, *self.frac)).to(torch.int64)  # seq_mask_size
+        high = torch.minimum((lengths - size).clamp_min(1), lengths)  # seq_mask_offset_high
+        return {"start": draws.integers(2, high), "size": size}
+
     def apply(self, x, params, lengths=None):
         return F.temporal_seq_mask(x, params["start"], params["size"])
+
+    def run(self, x, lengths, params, eager=False, out=None):
+        if _gates(params, eager) is False:
+            return x, lengths
+        size = torch.where(params["fire"], params["size"], torch.zeros_like(params["size"]))  # size 0: no-op
+        return F.temporal_seq_mask(x, params["start"], size), lengths
 
     def _extra_repr(self):
         return f"frac={self.frac}"
@@ -284,18 +388,29 @@ class RandomTemporalSeqMask(Transform):
 
 class ConcatNormalized(Transform):
     """[raw | (raw - means) / stds] per frame: 384 -> 768 columns (norm_frames + concat_frames).
-    With inv_stds: (raw - means) * inv_stds, the folded form of a direct tf.function call."""
+    With inv_stds: (raw - means) * inv_stds, the folded form of a direct tf.function call.
+    The stats are checked where they are first given on the CPU, never on a device (a host read)."""
 
     def __init__(self, means, stds, inv_stds=None):
         self.means = torch.as_tensor(means, dtype=torch.float32)
         self.stds = torch.as_tensor(stds, dtype=torch.float32)
         self.inv_stds = None if inv_stds is None else torch.as_tensor(inv_stds, dtype=torch.float32)
-        check_stats(self.means.cpu(), self.stds.cpu())  # every reference entry point builds this
-        if self.inv_stds is not None:
-            checked("inv_stds", self.inv_stds.cpu(), positive=True)
+        if self.means.device.type == "cpu" and self.stds.device.type == "cpu":
+            check_stats(self.means, self.stds)  # every reference entry point builds this
+        if self.inv_stds is not None and self.inv_stds.device.type == "cpu":
+            checked("inv_stds", self.inv_stds, positive=True)
+        self._on: Dict[Any, tuple] = {}
+
+    def _stats(self, device) -> tuple:
+        if device not in self._on:
+            self._on[device] = tuple(None if t is None else t.to(device) for t in (self.means, self.stds, self.inv_stds))
+        return self._on[device]
 
     def apply(self, x, params, lengths=None):
-        return F.concat_normalized(x, F.normalize(x, self.means, self.stds, self.inv_stds))
+        return F.concat_normalized(x, F.normalize(x, *self._stats(x.device)))
+
+    def run(self, x, lengths, params, eager=False, out=None):
+        return self.apply(x, params, lengths), lengths
 
 
 class NanToZero(Transform):
@@ -303,6 +418,9 @@ class NanToZero(Transform):
 
     def apply(self, x, params, lengths=None):
         return F.nan_to_zero(x)
+
+    def run(self, x, lengths, params, eager=False, out=None):
+        return self.apply(x, params, lengths), lengths
 
 
 class AddPos(Transform):
@@ -314,6 +432,9 @@ class AddPos(Transform):
 
     def apply(self, x, params, lengths=None):
         return F.add_pos(x, self.folded)
+
+    def run(self, x, lengths, params, eager=False, out=None):
+        return self.apply(x, params, lengths), lengths
 
 
 class RandomResample(Transform):
@@ -334,28 +455,51 @@ class RandomResample(Transform):
             method = "bicubic" if bool(draw(0.0, 1.0) < _f32(self.bicubic_p)) else "nearest"
         return {"size": torch.tensor(size), "method": method}
 
+    def params_keyed(self, draws, lengths, frames):
+        size = (draws.between(1, *self.rate) * lengths.to(torch.float32)).to(torch.int64).clamp_min(1)
+        bilinear = draws.uniform(2) < _f32(self.bilinear_p).to(draws.device)
+        bicubic = draws.uniform(3) < _f32(self.bicubic_p).to(draws.device)
+        code = torch.where(bilinear, 0, torch.where(bicubic, 1, 2))  # index in F.METHODS
+        return {"size": size, "method": code}
+
+    def stack(self, params, device):
+        codes = [{**p, "method": torch.tensor(F.METHODS.index(p["method"]))} if p is not None else None
+                 for p in params]
+        return _stack(codes, device)
+
     def out_length(self, length, params):
         return length if params is None else int(params["size"])
 
-    def apply(self, x, params, lengths=None):
-        return F.resample(x, params["size"], params["method"], lengths)
+    def next_lengths(self, lengths, params):
+        return torch.where(params["fire"], params["size"], lengths)
 
-    def apply_batch(self, x, lengths, params):
-        """Sequences that do not resample keep their frames; the batch is re-padded to the new max."""
-        if all(p is None for p in params):
+    def next_frames(self, frames):
+        return max(frames, int(self.rate[1] * frames) + 1)  # size = int(rate * T) < rate_high * T
+
+    def apply(self, x, params, lengths=None):
+        m = params["method"]
+        method = m if isinstance(m, str) else F.METHODS[int(m)]
+        return F.resample(x, params["size"], method, lengths)
+
+    def run(self, x, lengths, params, eager=False, out=None):
+        """Sequences that do not resample keep their frames, in a batch padded to a bound of the
+        new lengths (eager: to their max)."""
+        if _gates(params, eager) is False:
             return x, lengths
-        sizes = [int(n) if p is None else int(p["size"]) for n, p in zip(lengths.tolist(), params)]
-        new_len = torch.tensor(sizes, dtype=torch.int64, device=lengths.device)
-        out = x.new_zeros(x.shape[0], max(sizes), x.shape[-1])
-        keep = [i for i, p in enumerate(params) if p is None]
-        if keep:
-            t = min(x.shape[1], out.shape[1])
-            out[keep, :t] = x[keep, :t]
-        sel = [i for i, p in enumerate(params) if p is not None]
-        idx = torch.tensor(sel, device=x.device)
-        part = F.resample(x.index_select(0, idx), new_len[idx], [params[i]["method"] for i in sel], lengths[idx])
-        out[idx, : part.shape[1]] = part
-        return out, new_len
+        fire, code = params["fire"], params["method"]
+        new = self.next_lengths(lengths, params)
+        n_out = int(new.max()) if eager else self.next_frames(x.shape[1])
+        keep = x[:, :n_out] if n_out <= x.shape[1] else torch.cat(
+            [x, x.new_zeros(x.shape[0], n_out - x.shape[1], x.shape[2])], dim=1)
+        out = keep
+        fired = fire.tolist() if eager else None
+        codes = code.tolist() if eager else None
+        for m, method in enumerate(F.METHODS):
+            if eager and not any(f and c == m for f, c in zip(fired, codes)):
+                continue
+            y = F._resample_batch(x, lengths, new, method, n_out, zero_tail=False)  # past a length: unread
+            out = _sel(fire & (code == m), y, out)
+        return out, new
 
     def _extra_repr(self):
         return f"rate={self.rate}"
@@ -373,8 +517,17 @@ class PadOrResize(Transform):
     def valid_length(self, length, params):
         return min(length, self.n)
 
+    def next_lengths(self, lengths, params):
+        return lengths.clamp_max(self.n)
+
+    def next_frames(self, frames):
+        return self.n
+
     def apply(self, x, params, lengths=None):
         return F.pad_or_resize(x, self.n, lengths)[0]
+
+    def run(self, x, lengths, params, eager=False, out=None):
+        return F.pad_or_resize(x, self.n, lengths, eager, out if _fits(out, x, self.n) else None)
 
 
 class RandomTemporalMask(Transform):
@@ -389,14 +542,25 @@ class RandomTemporalMask(Transform):
         prob = draw(*self.prob_range) if self.prob_range else _f32(self.prob)
         return {"keep": draw(0.0, 1.0, (length,)) > prob}
 
+    def params_keyed(self, draws, lengths, frames):
+        prob = draws.between(1, *self.prob_range).unsqueeze(1) if self.prob_range \
+            else _f32(self.prob).to(draws.device)
+        return {"keep": draws.uniform(2, frames) > prob}  # element t: frame t
+
     def apply(self, x, params, lengths=None):
         return F.temporal_mask(x, params["keep"])
+
+    def run(self, x, lengths, params, eager=False, out=None):
+        if _gates(params, eager) is False:
+            return x, lengths
+        keep = params["keep"][:, : x.shape[1]] | ~params["fire"].unsqueeze(1)  # x * 1 is x
+        return F.temporal_mask(x, keep, out if out is not None and out.shape == x.shape else None), lengths
 
 
 class Compose(Transform):
     """Transforms in order. `sample` plans every step of one sequence (consuming its draws in the
-    reference order) before anything is computed, so a batch can be planned per sequence and then
-    applied step by step, vectorized (`apply_batch`)."""
+    reference order) before anything is computed; `sample_keyed` plans a batch, transform i drawing
+    at site i; `run` applies either plan (`stack`ed) step by step to a padded batch."""
 
     def __init__(self, transforms: Sequence[Transform]):
         self.transforms = list(transforms)
@@ -410,6 +574,19 @@ class Compose(Transform):
             length = t.out_length(length, p)
         return {"plan": plan, "length": valid, "frames": length}
 
+    def sample_keyed(self, draws, lengths, frames):
+        """{"plan": [per step], "length": [B] final non-padding frames}."""
+        plan = []
+        for i, t in enumerate(self.transforms):
+            p = t.sample_keyed(draws.at(i), lengths, frames)
+            plan.append(p)
+            lengths, frames = t.next_lengths(lengths, p), t.next_frames(frames)
+        return {"plan": plan, "length": lengths}
+
+    def stack(self, params, device):
+        """Per-sequence plans (from `sample`) -> one batched plan."""
+        return {"plan": [t.stack([p["plan"][i] for p in params], device) for i, t in enumerate(self.transforms)]}
+
     def out_length(self, length, params):
         return params["frames"]
 
@@ -422,9 +599,12 @@ class Compose(Transform):
                 x = t.apply(x, p, lengths)
         return x
 
-    def apply_batch(self, x, lengths, params):
-        for i, t in enumerate(self.transforms):
-            x, lengths = t.apply_batch(x, lengths, [p["plan"][i] for p in params])
+    def run(self, x, lengths, params, eager=False, out=None):
+        for t, p in zip(self.transforms, params["plan"]):
+            x, lengths = t.run(x, lengths, p, eager, out)
+        if out is not None and x is not out:
+            out.copy_(x)
+            x = out
         return x, lengths
 
     def __repr__(self):

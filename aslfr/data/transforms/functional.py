@@ -76,9 +76,19 @@ def _points(x: torch.Tensor) -> torch.Tensor:
 def flip_lr(x: torch.Tensor) -> torch.Tensor:
     """x <- 1 - x on every point, then swap left/right point groups (reference `flip_lr`).
     NaN stays NaN; y and z only move with their points. Bit-exact."""
-    p = _points(x)[..., list(FLIP_PERM), :]
-    p = torch.cat([1.0 - p[..., :1], p[..., 1:]], dim=-1)  # 1. - x in float32, as TF
+    p = _points(x).index_select(-2, _flip_index(x.device))
+    p[..., 0].neg_().add_(1.0)  # 1. - x in float32, as TF: (-x) + 1 is the same operation
     return p.reshape(x.shape)
+
+
+_FLIP_INDEX = {}
+
+
+def _flip_index(device) -> torch.Tensor:
+    key = str(device)
+    if key not in _FLIP_INDEX:
+        _FLIP_INDEX[key] = torch.tensor(FLIP_PERM, device=device)
+    return _FLIP_INDEX[key]
 
 
 def scale(x: torch.Tensor, factor: Param) -> torch.Tensor:
@@ -146,7 +156,11 @@ def rotate(x: torch.Tensor, degrees: Param, folded: bool = False) -> torch.Tenso
     float32. TF's matmul ([x, y] @ [[c, s], [-s, c]], oneDNN on an FMA CPU) accumulates as
     fma(y, -s, x*c) and fma(y, c, x*s); reproduced bit for bit (on a CPU without FMA TF would round
     the products separately: then ≤ 1 ulp apart)."""
-    c, s = rotation_cos_sin(degrees, x.device, folded)
+    return rotate_cos_sin(x, *rotation_cos_sin(degrees, x.device, folded))
+
+
+def rotate_cos_sin(x: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """`rotate` given the angle's float32 cos and sin (0-d, or [B] for a batch)."""
     if c.dim():
         if not _is_batch(x) or c.shape != (x.shape[0],):
             raise ValueError(f"per-sequence degrees of shape {tuple(c.shape)} do not fit input {tuple(x.shape)}")
@@ -212,7 +226,7 @@ def concat_normalized(raw: torch.Tensor, normed: torch.Tensor) -> torch.Tensor:
 
 def nan_to_zero(x: torch.Tensor) -> torch.Tensor:
     """NaN -> 0 (missing hands, masked spans). ±inf is kept, as tf.where(is_nan) does."""
-    return torch.where(torch.isnan(x), torch.zeros((), dtype=x.dtype, device=x.device), x)
+    return torch.nan_to_num(x, nan=0.0, posinf=math.inf, neginf=-math.inf)
 
 
 def positions(n: int, device=None, folded: bool = False) -> torch.Tensor:
@@ -311,10 +325,13 @@ def _resample_taps(in_len: torch.Tensor, out_len: torch.Tensor, n_out: int, meth
     raise ValueError(f"unknown resize method {method!r}; expected one of {METHODS}")
 
 
-def _resample_batch(x: torch.Tensor, lengths: torch.Tensor, sizes: torch.Tensor, method: str) -> torch.Tensor:
-    """[B, T, C] -> [B, max(sizes), C], zero beyond each size."""
+def _resample_batch(x: torch.Tensor, lengths: torch.Tensor, sizes: torch.Tensor, method: str,
+                    n_out: Optional[int] = None, zero_tail: bool = True) -> torch.Tensor:
+    """[B, T, C] -> [B, n_out, C] (default max(sizes)), zero beyond each size (unspecified there
+    without zero_tail). With n_out given, nothing is read back to the host."""
     bsz, t, c = x.shape
-    n_out = int(sizes.max()) if bsz else 0
+    if n_out is None:
+        n_out = int(sizes.max()) if bsz else 0
     xf = x.reshape(bsz * t, c)
     base = (torch.arange(bsz, device=x.device) * t).unsqueeze(1)
     idx, w = _resample_taps(lengths, sizes, n_out, method)
@@ -329,6 +346,8 @@ def _resample_batch(x: torch.Tensor, lengths: torch.Tensor, sizes: torch.Tensor,
         out = _gather(xf, base, idx[0]) * w[0].unsqueeze(-1)
         for k in range(1, 4):
             out = out + _gather(xf, base, idx[k]) * w[k].unsqueeze(-1)
+    if not zero_tail:
+        return out
     valid = torch.arange(n_out, device=x.device).unsqueeze(0) < sizes.unsqueeze(1)
     return torch.where(valid.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype, device=out.device))
 
@@ -365,35 +384,47 @@ def resample(x: torch.Tensor, size: Param, method: Union[str, Sequence[str]] = "
     return out[0] if single else out
 
 
-def pad_or_resize(x: torch.Tensor, n: int = 320, lengths: Optional[torch.Tensor] = None
-                  ) -> Tuple[torch.Tensor, Union[int, torch.Tensor]]:
+def pad_or_resize(x: torch.Tensor, n: int = 320, lengths: Optional[torch.Tensor] = None, eager: bool = True,
+                  out: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Union[int, torch.Tensor]]:
     """To exactly n frames, as the reference: L < n is zero-padded (pos column included), L > n is
     bilinearly resized to n (tf.image.resize, half-pixel, no antialias), L == n is kept.
 
     Returns (out, length) with length = min(L, n), the number of non-padding frames. (The reference
-    itself returns max(L, n) as `n_frames_`, see `reference.reference_n_frames`.)"""
+    itself returns max(L, n) as `n_frames_`, see `reference.reference_n_frames`.)
+    eager=False reads nothing back to the host: every sequence is also resized, and each output is
+    chosen by its length (the device path). `out` [B, n, C]: written in place of a new tensor."""
     single = not _is_batch(x)
     xb = x.unsqueeze(0) if single else x
     bsz, t, c = xb.shape
     dev = xb.device
     lens = torch.full((bsz,), t, dtype=torch.int64, device=dev) if lengths is None \
         else torch.as_tensor(lengths, dtype=torch.int64, device=dev).reshape(bsz)
+    if out is None:
+        out = xb.new_empty(bsz, n, c)
+    elif out.shape != (bsz, n, c):
+        raise ValueError(f"out of shape {tuple(out.shape)} for a result of {(bsz, n, c)}")
+    if eager:  # each sequence copied or resized into its slot, the padding zeroed
+        for b, length in enumerate(lens.tolist()):
+            if length > n:
+                out[b] = _resample_batch(xb[b:b + 1], lens[b:b + 1], lens.new_full((1,), n), "bilinear", n, False)[0]
+            else:
+                out[b, :length] = xb[b, :length]
+                out[b, length:] = 0
+        length = lens.clamp_max(n)
+        return (out[0], int(length[0])) if single else (out, length)
     keep = min(t, n)
-    out = xb.new_zeros(bsz, n, c)
     valid = torch.arange(keep, device=dev).unsqueeze(0) < lens.unsqueeze(1)
-    out[:, :keep] = torch.where(valid.unsqueeze(-1), xb[:, :keep], torch.zeros((), dtype=xb.dtype, device=dev))
-    long_ = (lens > n).nonzero().flatten()
-    if long_.numel():
-        out[long_] = _resample_batch(xb.index_select(0, long_), lens[long_],
-                                     torch.full((long_.numel(),), n, dtype=torch.int64, device=dev), "bilinear")
-    length = lens.clamp_max(n)
-    return (out[0], int(length[0])) if single else (out, length)
+    torch.where(valid.unsqueeze(-1), xb[:, :keep], torch.zeros((), dtype=xb.dtype, device=dev), out=out[:, :keep])
+    out[:, keep:] = 0
+    resized = _resample_batch(xb, lens, torch.full_like(lens, n), "bilinear", n, False)
+    torch.where((lens > n).view(-1, 1, 1), resized, out, out=out)
+    return out, lens.clamp_max(n)
 
 
-def temporal_mask(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+def temporal_mask(x: torch.Tensor, keep: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Frame dropout: x * float(keep) per frame, all columns (pos and padding included). Bit-exact.
     keep: bool [T] (or [B, T]); the reference draws it as U[0,1) > 0.5."""
     k = torch.as_tensor(keep, device=x.device)
     if k.shape != x.shape[:-1]:
         raise ValueError(f"keep of shape {tuple(k.shape)} does not fit input {tuple(x.shape)}")
-    return x * k.to(x.dtype).unsqueeze(-1)
+    return torch.mul(x, k.to(x.dtype).unsqueeze(-1), out=out)

@@ -18,6 +18,7 @@ import torch
 
 from aslfr.data.transforms import augment as A
 from aslfr.data.transforms import functional as F
+from aslfr.data.transforms.counter import KeyedDraws, random_keys
 from aslfr.data.transforms.frame import n_cols
 
 N_FRAMES = 320
@@ -92,23 +93,38 @@ def _sequence(frames) -> torch.Tensor:
     return x
 
 
-def reference_preprocess(frames, means, stds, *, train: bool, draw: Optional[Callable] = None,
-                         generator: Optional[torch.Generator] = None, rounding: str = "tf.data",
-                         inv_stds=None, n_frames: int = N_FRAMES, return_plan: bool = False):
+def reference_preprocess(frames, means, stds, *, train: bool, key: Optional[int] = None,
+                         draw: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
+                         rounding: str = "tf.data", inv_stds=None, n_frames: int = N_FRAMES,
+                         return_plan: bool = False):
     """One sequence [T, 384] (NaN kept) -> (out [n_frames, 769] float32, length).
 
     length = min(L, n_frames): the number of non-padding frames (L = T, or the resampled length).
-    draw: a `draw(low, high, shape, integer)`; default TorchDraw(generator) (generator None: torch's
-    global RNG). With return_plan the sampled per-step parameters are returned too, as a third item:
-    `resampled_length(plan)` gives L, and `reference_n_frames(L)` the reference's own `n_frames_`."""
+    Randomness: `key` (an int in [0, 2^63), as readers give per record: the draws are counter-based,
+    the same as `reference_preprocess_batch` with this key), or a `draw(low, high, shape, integer)`
+    called in the reference's order (a `RecordedDraw` of TF's values replays TF), or `generator` for
+    `TorchDraw(generator)` (None: torch's global RNG). With return_plan (draw / generator only) the
+    sampled per-step parameters are returned too, as a third item: `resampled_length(plan)` gives L,
+    and `reference_n_frames(L)` the reference's own `n_frames_`."""
     x = _sequence(frames)
     pipe = transforms(means, stds, train=train, rounding=rounding, inv_stds=inv_stds, n_frames=n_frames)
+    if key is not None:
+        if draw is not None or generator is not None or return_plan:
+            raise ValueError("key= draws by counter: it takes no draw=, generator= or return_plan")
+        out, length = _keyed(pipe, x.unsqueeze(0), torch.tensor([x.shape[0]]), torch.tensor([key]), eager=True)
+        return out[0], int(length[0])
     if draw is None:
         draw = A.TorchDraw(generator)
     plan = pipe.sample(draw, x.shape[0])
     out = pipe.apply(x, plan)
     length = plan["length"]
     return (out, length, plan) if return_plan else (out, length)
+
+
+def _keyed(pipe: A.Compose, x: torch.Tensor, lengths: torch.Tensor, keys: torch.Tensor, eager: bool):
+    """Plan a padded batch by its records' keys, on its device, and run the plan."""
+    plan = pipe.sample_keyed(KeyedDraws(keys.to(x.device)), lengths, x.shape[1])
+    return pipe.run(x, lengths, plan, eager)
 
 
 def resampled_length(plan) -> Optional[int]:
@@ -121,42 +137,63 @@ def resampled_length(plan) -> Optional[int]:
     return length
 
 
-def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool,
+def _batch_lengths(x: torch.Tensor, lengths) -> torch.Tensor:
+    """lengths [B] on x's device, checked in [1, T]: on the host when they are given there (a
+    batch's lengths usually are), else on the device without waiting for it."""
+    lens = torch.as_tensor(lengths, dtype=torch.int64)
+    if lens.numel() != x.shape[0]:
+        raise ValueError(f"{lens.numel()} lengths for a batch of {x.shape[0]}")
+    lens = lens.reshape(x.shape[0])
+    ok = (lens >= 1).all() & (lens <= x.shape[1]).all()
+    if lens.device.type == "cpu":
+        if not bool(ok):
+            raise ValueError(f"lengths must be in [1, T={x.shape[1]}]")
+        return lens.to(x.device, non_blocking=True)
+    torch._assert_async(ok, f"lengths must be in [1, T={x.shape[1]}]")
+    return lens.to(x.device)
+
+
+def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool, keys=None,
                                draws: Union[None, Callable, Sequence[Callable]] = None,
                                generator: Optional[torch.Generator] = None, rounding: str = "tf.data",
-                               inv_stds=None, n_frames: int = N_FRAMES) -> Tuple[torch.Tensor, torch.Tensor]:
+                               inv_stds=None, n_frames: int = N_FRAMES, pipe: Optional[A.Compose] = None
+                               ) -> Tuple[torch.Tensor, torch.Tensor]:
     """A padded batch [B, T, 384] with lengths [B] -> (out [B, n_frames, 769], lengths [B]).
 
-    Every sequence gets its own draws, in the reference order: draws is one callable per sequence,
-    or one callable used for sequence 0's draws, then sequence 1's, ... (default TorchDraw(generator)).
-    The parameters are planned per sequence first, then each step runs vectorized on the batch (on
-    the input's device); the result equals `reference_preprocess` per sequence (within 1e-5, in
-    practice bit for bit). An empty batch (B=0, e.g. every sequence filtered out) gives the same
-    shapes with B=0, so a training loop needs no special case for it."""
+    Every sequence gets its own draws. `keys` [B] (int64, e.g. a `pack_collate` batch's "key"):
+    counter-based, the whole batch planned in a few vectorized ops on the input's device, with
+    nothing read back to the host, each sequence exactly as `reference_preprocess(key=)` gives it.
+    Or, in the reference's order, `draws` (one callable per sequence, or one used for sequence 0's
+    draws, then sequence 1's, ...) or `generator` (TorchDraw); with none, keys from torch's global
+    RNG. The result equals `reference_preprocess` per sequence. An empty batch (B=0) gives the same
+    shapes with B=0, so a training loop needs no special case for it. `pipe`: a prebuilt
+    `transforms(...)`, as `ReferencePreprocess.batch` passes (skips re-checking the stats)."""
     x = _frames(frames)
     if x.dim() != 3:
         raise ValueError(f"expected [B, T, {F.N_COLS}], got shape {tuple(x.shape)}")
     bsz = x.shape[0]
-    lens = torch.as_tensor(lengths, dtype=torch.int64).reshape(bsz).to(x.device)
-    if bool((lens < 1).any()) or bool((lens > x.shape[1]).any()):
-        raise ValueError("lengths must be in [1, T]")
-    pipe = transforms(means, stds, train=train, rounding=rounding, inv_stds=inv_stds, n_frames=n_frames)
-    if draws is None:
-        draws = A.TorchDraw(generator)
-    per_seq = list(draws) if isinstance(draws, (list, tuple)) else [draws] * bsz
-    if len(per_seq) != bsz:
-        raise ValueError(f"{len(per_seq)} draws for {bsz} sequences")
+    lens = _batch_lengths(x, lengths)
+    if pipe is None:
+        pipe = transforms(means, stds, train=train, rounding=rounding, inv_stds=inv_stds, n_frames=n_frames)
     if bsz == 0:  # no plan: every step would pass the input through, shape and all
         return x.new_zeros((0, n_frames, n_cols())), lens
+    if draws is None and generator is None:
+        keys = random_keys(bsz) if keys is None else torch.as_tensor(keys, dtype=torch.int64).reshape(bsz)
+        return _keyed(pipe, x, lens, keys, eager=False)
+    if keys is not None:
+        raise ValueError("give keys= or draws= / generator=, not both")
+    per_seq = list(draws) if isinstance(draws, (list, tuple)) else [draws or A.TorchDraw(generator)] * bsz
+    if len(per_seq) != bsz:
+        raise ValueError(f"{len(per_seq)} draws for {bsz} sequences")
     plans = [pipe.sample(d, int(n)) for d, n in zip(per_seq, lens.tolist())]
-    return pipe.apply_batch(x, lens, plans)
+    return pipe.run(x, lens, pipe.stack(plans, x.device))
 
 
 class ReferencePreprocess:
     """Reader item transform: `frames` [T, 384] -> the model input [n_frames, 769] as the reference's
-    PreprocessLayer gives it, plus `length` (non-padding frames). With `train`, the augmentations draw
-    from the `generator` the reader passes (seeded per record, epoch and seed), so a run is
-    reproducible whatever the number of workers.
+    PreprocessLayer gives it, plus `length` (non-padding frames). With `train`, the augmentations
+    draw by the record's `key`, which the reader passes (from seed, epoch, file and record), so a run
+    is reproducible whatever the number of workers. `batch` runs the same on a padded batch.
 
         ds = aslfr.TFRecordShards(files, shuffle=True, seed=0, transform=aslfr.ReferencePreprocess(means, stds))
     """
@@ -169,16 +206,26 @@ class ReferencePreprocess:
 
     @property
     def random(self) -> bool:
-        """Readers pass a per-record generator to random transforms."""
+        """Readers pass each record's key to random transforms."""
         return self.train
 
-    def __call__(self, item, generator: Optional[torch.Generator] = None):
+    def __call__(self, item, key: Optional[int] = None, generator: Optional[torch.Generator] = None):
         frames = item["frames"] if isinstance(item, dict) else item
         x = _sequence(frames)
-        plan = self.pipe.sample(A.TorchDraw(generator), x.shape[0])
-        out = self.pipe.apply(x, plan)
+        if key is None:
+            plan = self.pipe.sample(A.TorchDraw(generator), x.shape[0])
+            out, length = self.pipe.apply(x, plan), plan["length"]
+        else:
+            out, lens = _keyed(self.pipe, x.unsqueeze(0), torch.tensor([x.shape[0]]), torch.tensor([key]), eager=True)
+            out, length = out[0], int(lens[0])
         if not isinstance(item, dict):
-            return out, plan["length"]
+            return out, length
         item = dict(item)
-        item["frames"], item["length"] = out, torch.tensor(plan["length"], dtype=torch.int64)
+        item["frames"], item["length"] = out, torch.tensor(length, dtype=torch.int64)
         return item
+
+    def batch(self, frames, lengths, keys=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A padded batch [B, T, 384] and its lengths -> (out [B, n_frames, 769], lengths), each
+        sequence as `__call__` gives it for its key, on the batch's device with no host reads."""
+        return reference_preprocess_batch(frames, lengths, None, None, train=self.train, keys=keys,
+                                          n_frames=self.n_frames, pipe=self.pipe)
