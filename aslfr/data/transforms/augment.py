@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from aslfr.data.transforms import functional as F
-from aslfr.data.transforms.counter import KeyedDraws
+from aslfr.data.transforms.counter import KeyedDraws, f32
 from aslfr.format.stats import check_stats, checked
 
 Params = Optional[Dict[str, Any]]
@@ -167,7 +167,7 @@ class Transform:
         n = draws.keys.shape[0]
         if self.p is None or self.p <= 0:
             return torch.full((n,), self.p is None, dtype=torch.bool, device=draws.device)
-        return draws.uniform(0) < _f32(self.p).to(draws.device)
+        return draws.uniform(0) < f32(self.p)
 
     def sample_keyed(self, draws: KeyedDraws, lengths: torch.Tensor, frames: int) -> Dict[str, Any]:
         """The batched plan of B sequences of `lengths` (padded to `frames`); params at sites 1, 2, ..."""
@@ -327,14 +327,14 @@ class OneOf(Transform):
                         for b, t in zip(self._bounds(), self.transforms)]}
 
     def sample_keyed(self, draws, lengths, frames):
-        fire = self.gate_keyed(draws)
-        u = draws.uniform(0) if self.p > 0 else None
-        sub = []
+        if self.p <= 0:  # draws nothing, runs nothing
+            return {"fire": self.gate_keyed(draws), "sub": [{"none": True} for _ in self.transforms]}
+        u, sub = draws.uniform(0), []
         for i, (b, t) in enumerate(zip(self._bounds(), self.transforms)):
-            p = t.sample_keyed(draws.at(i), lengths, frames)
-            p["fire"] = p["fire"] & fire & (u <= b.to(draws.device)) if u is not None else p["fire"] & fire
+            p = t.sample_keyed(draws.at(i + 1), lengths, frames)
+            p["fire"] = p["fire"] & (u <= float(b))
             sub.append(p)
-        return {"fire": fire, "sub": sub}
+        return {"fire": self.gate_keyed(draws), "sub": sub}
 
     def gate_keyed(self, draws):
         return torch.full((draws.keys.shape[0],), self.p > 0, dtype=torch.bool, device=draws.device)
@@ -457,8 +457,8 @@ class RandomResample(Transform):
 
     def params_keyed(self, draws, lengths, frames):
         size = (draws.between(1, *self.rate) * lengths.to(torch.float32)).to(torch.int64).clamp_min(1)
-        bilinear = draws.uniform(2) < _f32(self.bilinear_p).to(draws.device)
-        bicubic = draws.uniform(3) < _f32(self.bicubic_p).to(draws.device)
+        bilinear = draws.uniform(2) < f32(self.bilinear_p)
+        bicubic = draws.uniform(3) < f32(self.bicubic_p)
         code = torch.where(bilinear, 0, torch.where(bicubic, 1, 2))  # index in F.METHODS
         return {"size": size, "method": code}
 
@@ -543,8 +543,7 @@ class RandomTemporalMask(Transform):
         return {"keep": draw(0.0, 1.0, (length,)) > prob}
 
     def params_keyed(self, draws, lengths, frames):
-        prob = draws.between(1, *self.prob_range).unsqueeze(1) if self.prob_range \
-            else _f32(self.prob).to(draws.device)
+        prob = draws.between(1, *self.prob_range).unsqueeze(1) if self.prob_range else f32(self.prob)
         return {"keep": draws.uniform(2, frames) > prob}  # element t: frame t
 
     def apply(self, x, params, lengths=None):
@@ -576,7 +575,7 @@ class Compose(Transform):
 
     def sample_keyed(self, draws, lengths, frames):
         """{"plan": [per step], "length": [B] final non-padding frames}."""
-        plan = []
+        plan, draws = [], draws.prefetch(len(self.transforms), 8)  # every transform draws at sites < 8
         for i, t in enumerate(self.transforms):
             p = t.sample_keyed(draws.at(i), lengths, frames)
             plan.append(p)

@@ -45,17 +45,24 @@ def random_keys(n: int, generator: torch.Generator | None = None) -> torch.Tenso
     return torch.randint(0, 2 ** 62, (n,), generator=generator, dtype=torch.int64)
 
 
+def f32(v: float) -> float:
+    """v rounded to float32, as a python float: a scalar operand that computes like a float32
+    tensor on any device, with no host-to-device copy."""
+    return float(np.float32(v))
+
+
 class KeyedDraws:
     """The draws of B records at one draw site path. `at(i)` descends to a sub-site (a transform of
     a Compose, a branch of a OneOf); `uniform(site)` gives [B] values, `uniform(site, n)` [B, n],
     one per element (frame) 0..n-1, in [0, 1) as float32; `integers(site, high)` gives [B] ints in
-    [0, high) (high a [B] tensor)."""
+    [0, high) (high a [B] tensor). `prefetch` hashes many scalar sites in one go: planning a batch
+    then costs a fixed few dozen ops, whatever the number of sites or records."""
 
-    def __init__(self, keys, state: torch.Tensor | None = None, path: int = 0):
+    def __init__(self, keys, state: torch.Tensor | None = None, path: int = 0, table=None):
         keys = torch.as_tensor(keys, dtype=torch.int64)
         if keys.dim() != 1:
             raise ValueError(f"keys must be one int64 per record, got shape {tuple(keys.shape)}")
-        self.keys, self.path = keys, path
+        self.keys, self.path, self.table = keys, path, table
         if state is None:
             state = fmix32(fmix32((keys & _M32) ^ 0x2545F491) ^ ((keys >> 32) & _M32))
         self.state = state
@@ -65,10 +72,19 @@ class KeyedDraws:
         return self.keys.device
 
     def at(self, site: int) -> "KeyedDraws":
-        return KeyedDraws(self.keys, self.state, _site(self.path, site))
+        return KeyedDraws(self.keys, self.state, _site(self.path, site), self.table)
+
+    def prefetch(self, subs: int, sites: int) -> "KeyedDraws":
+        """These draws with the scalar sites 0..sites-1 of each sub-site 0..subs-1 hashed at once."""
+        consts = [_site(_site(self.path, i), s) for i in range(subs) for s in range(sites)]
+        bits = fmix32(self.state.unsqueeze(1) ^ _constants(tuple(consts), self.device)) >> 8
+        return KeyedDraws(self.keys, self.state, self.path, ({c: k for k, c in enumerate(consts)}, bits))
 
     def _bits(self, site: int, n: int | None) -> torch.Tensor:
-        h = fmix32(self.state ^ _site(self.path, site))
+        c = _site(self.path, site)
+        if n is None and self.table is not None and c in self.table[0]:
+            return self.table[1][:, self.table[0][c]]
+        h = fmix32(self.state ^ c)
         if n is None:
             return h >> 8
         e = torch.arange(n, dtype=torch.int64, device=self.device)
@@ -79,12 +95,23 @@ class KeyedDraws:
 
     def between(self, site: int, low: float, high: float, n: int | None = None) -> torch.Tensor:
         """U[low, high) as TF computes it: u * (high - low) + low in float32 (as `TorchDraw`)."""
-        lo, hi = (torch.tensor(v, dtype=torch.float32, device=self.device) for v in (low, high))
-        return self.uniform(site, n) * (hi - lo) + lo
+        lo = f32(low)
+        return self.uniform(site, n) * f32(f32(high) - lo) + lo
 
     def integers(self, site: int, high: torch.Tensor) -> torch.Tensor:
         """[B] integers uniform in [0, high) (high >= 1), exactly: floor(bits * high / 2^24)."""
         return (self._bits(site, None) * high.to(torch.int64)) >> 24
+
+
+_CONSTANTS: dict = {}
+
+
+def _constants(consts: tuple, device) -> torch.Tensor:
+    """The site constants as a tensor on `device`, made once (no copy per batch)."""
+    key = (consts, str(device))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.tensor(consts, dtype=torch.int64, device=device)
+    return _CONSTANTS[key]
 
 
 def _site(path: int, site: int) -> int:

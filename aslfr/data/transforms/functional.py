@@ -110,9 +110,9 @@ _DEG2RAD_FOLDED = float(torch.tensor(_PI, dtype=F32) * (torch.tensor(1.0, dtype=
 def radians(degrees: Param, device=None, folded: bool = False) -> torch.Tensor:
     """The reference's float32 `degree / 180 * np.pi` (or its folded form)."""
     d = _f32(degrees, device)
-    if folded:
-        return d * _f32(_DEG2RAD_FOLDED, device)
-    return (d / _f32(180.0, device)) * _f32(_PI, device)
+    if folded:  # python floats that are float32 values: float32 arithmetic, no host-to-device copy
+        return d * _DEG2RAD_FOLDED
+    return (d / 180.0) * _PI
 
 
 # TF evaluates cos/sin of the scalar angle with glibc's cosf/sinf (its scalar Eigen path), which are
@@ -232,7 +232,10 @@ def nan_to_zero(x: torch.Tensor) -> torch.Tensor:
 def positions(n: int, device=None, folded: bool = False) -> torch.Tensor:
     """float32(t) / 1000 for t < n (folded: float32(t) * float32(0.001))."""
     t = torch.arange(n, dtype=F32, device=device)
-    return t * _f32(0.001, device) if folded else t / _f32(1000.0, device)
+    return t * _MILLI if folded else t / 1000.0
+
+
+_MILLI = float(torch.tensor(0.001, dtype=F32))
 
 
 def add_pos(x: torch.Tensor, folded: bool = False) -> torch.Tensor:
