@@ -10,8 +10,12 @@ around 160 frames, whole-hand NaN runs, all 1629 float32 columns.
      per-file time in 2 workers against the converter in one process (num_workers=0)
   d) a per-phase breakdown of one file, floor against converter, measured inside the workers
      (ASLFR_PHASES=1): seconds, page faults, context switches, bytes touched
-  e) the reading paths (aslfr.data.throughput): in-process reader, DataLoader, training paths
+  e) the reading paths (aslfr.data.throughput) on the 4000 converted records: the plain read, the
+     reference's training and inference input, the batched path, DataLoader knobs; with
+     --tf-python (`make bench-tf`) TensorFlow's own pipeline on the same records and cores beside
+     them; on a GPU, the batched augmentations and the whole loop
   f) peak RSS of the converter's main process and of a worker
+--readers-only skips a)-d) and f) (the records are converted once, untimed).
 """
 
 from __future__ import annotations
@@ -34,16 +38,17 @@ SEQUENCES = 1000
 MEAN_FRAMES = 160
 
 
-def ensure_data(root: Path) -> tuple[Path, Path]:
-    """The 4-file dataset and a 2-file view of it (CSV restricted to the first 2 files)."""
+def ensure_data(root: Path, files: int = FILES, sequences: int = SEQUENCES) -> tuple[Path, Path]:
+    """The dataset and a 2-file view of it (CSV restricted to the first 2 files)."""
     import pandas as pd
 
     from aslfr.source.synthetic import SplitSpec, generate
 
-    full, two = root / "four", root / "two"
+    full = root / ("four" if (files, sequences) == (FILES, SEQUENCES) else f"{files}x{sequences}")
+    two = full.parent / f"{full.name}-two" if full.name != "four" else root / "two"
     if not (full / "train.csv").exists():
         print(f"generating benchmark data in {full} (once) ...", flush=True)
-        generate(full, SplitSpec(FILES, SEQUENCES, MEAN_FRAMES, 20), None, seed=2024)
+        generate(full, SplitSpec(files, sequences, MEAN_FRAMES, 20), None, seed=2024)
     if not (two / "train.csv").exists():
         two.mkdir(parents=True, exist_ok=True)
         csv = pd.read_csv(full / "train.csv")
@@ -133,11 +138,54 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default="bench-data", help="cache folder for the generated data and outputs")
     p.add_argument("--repeat", type=int, default=5, help="runs of each timing (median reported)")
     p.add_argument("--settle", type=float, default=0.0, help="seconds of quiet before each timed run")
+    p.add_argument("--epochs", type=int, default=5, help="timed epochs of each reading path (after a warm-up one)")
+    p.add_argument("--tf-python", help="python of a venv with tensorflow-cpu: run the reference's own tf.data "
+                                       "pipeline on the same records beside aslfr's (`make bench-tf` builds it)")
+    p.add_argument("--ref-src", help="the reference repo's src/tf folder (augment.py, preprocess.py), for --tf-python")
+    p.add_argument("--readers-only", action="store_true", help="only the reading paths (e); records converted once")
+    p.add_argument("--files", type=int, default=FILES, help="parquet files to generate (4)")
+    p.add_argument("--sequences", type=int, default=SEQUENCES, help="sequences per generated file (1000)")
     a = p.parse_args(argv)
     with one_line_errors():
-        if a.repeat < 1 or a.settle < 0:
-            raise InputError(f"--repeat must be >= 1 and --settle >= 0, got {a.repeat} and {a.settle}")
-        run(a)
+        if a.repeat < 1 or a.settle < 0 or a.epochs < 1:
+            raise InputError(f"--repeat and --epochs must be >= 1 and --settle >= 0, got {a.repeat}, {a.epochs} "
+                             f"and {a.settle}")
+        if bool(a.tf_python) != bool(a.ref_src):
+            raise InputError("--tf-python and --ref-src go together (`make bench-tf` gives both)")
+        if a.readers_only:
+            readers(a)
+        else:
+            run(a)
+
+
+def readers(a: argparse.Namespace) -> None:
+    """Only the reading paths, on records converted once (untimed) if they are not there yet."""
+    root = Path(a.data).absolute()
+    full, _ = ensure_data(root, a.files, a.sequences)
+    out = root / ("out4" if full.name == "four" else f"{full.name}-records")  # out4: what a full run writes
+    if not (out / "tfrecords" / "train" / "manifest.json").exists():
+        convert(full, out, workers=min(8, os.cpu_count() or 1))
+    print_rows(reading_rows(a, out / "tfrecords" / "train"))
+
+
+def reading_rows(a: argparse.Namespace, records: Path) -> list[tuple[str, str]]:
+    import torch
+
+    from aslfr.data.throughput import reader_rows
+
+    tf = None
+    if a.tf_python:
+        from aslfr.data.tf_baseline import run_tf_baseline
+
+        print("TensorFlow's pipeline on the same records ...", flush=True)
+        tf = run_tf_baseline(a.tf_python, a.ref_src, records, epochs=a.epochs)
+    device = "cuda" if torch.cuda.is_available() else None
+    return reader_rows(records, a.epochs, tf, device)
+
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
+    w = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{w}}  {v}" for k, v in rows), flush=True)
 
 
 def run(a: argparse.Namespace) -> None:
@@ -198,11 +246,8 @@ def run(a: argparse.Namespace) -> None:
     ]
     for key in ("f2", "f4", "c2", "c4", "c4_inproc"):
         rows.append((f"  raw {key} (s)", " ".join(f"{x:.2f}" for x in runs[key])))
-    from aslfr.data.throughput import reader_rows
-
-    rows += reader_rows(root / "out4" / "tfrecords" / "train")
-    w = max(len(k) for k, _ in rows)
-    print("\n".join(f"{k:<{w}}  {v}" for k, v in rows))
+    rows += reading_rows(a, root / "out4" / "tfrecords" / "train")
+    print_rows(rows)
     print()
     print(phase_table(runs["floor_phases"], runs["convert_phases"]))
 

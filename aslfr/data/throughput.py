@@ -1,102 +1,146 @@
-"""Records per second of the reading paths, for `make bench` and for sizing an input pipeline: the
-in-process reader, the DataLoader (padded or packed batches), the reference training path on CPU
-workers, and the batched training path (workers only read; augmentations on the batch, CPU or CUDA).
-DataLoader figures are steady state: persistent workers, the second epoch timed."""
+"""Records per second of the reading paths, for `make bench` and for sizing an input pipeline, measured
+as TensorFlow's side is (`aslfr/bench_tf.py`): 2 DataLoader workers, batches of 32, persistent
+workers, one warm-up epoch then several timed ones; a figure counts when the training process holds
+the finished batch. Paths: the plain read (the README's first snippet), the reference's training and
+inference input (`ReferenceCollate`), the per-item transform it replaces, the batched path on the
+CPU, the DataLoader knobs, and on a GPU the batched augmentations and the whole loop."""
 
 from __future__ import annotations
 
 import os
 import statistics
 import time
-from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch.utils.data import DataLoader
 
 BATCH = 32
+WORKERS = 2
 
 
-def in_process(records) -> float:
-    """Iterate the reader and `pad_collate` batches of 32 in this process (torch values)."""
-    from aslfr.data.collate import pad_collate
-    from aslfr.data.datasets import TFRecordShards
-
-    t = time.perf_counter()
-    n, items = 0, []
-    for item in TFRecordShards(records):
-        items.append(item)
-        if len(items) == BATCH:
-            n += len(pad_collate(items)["lengths"])
-            items = []
-    n += len(pad_collate(items)["lengths"]) if items else 0
-    return n / (time.perf_counter() - t)
-
-
-def loader(records, workers: int = 2, collate: Callable | None = None, transform: Callable | None = None,
-           consume: Callable | None = None) -> float:
-    """Steady-state rec/s of a DataLoader over the records (numpy items when there is no transform)."""
-    from aslfr.data.collate import pad_collate
-    from aslfr.data.datasets import TFRecordShards
-
-    ds = TFRecordShards(records, shuffle=True, seed=0, transform=transform, torch_values=transform is not None)
-    dl = DataLoader(ds, batch_size=BATCH, num_workers=workers, collate_fn=collate or pad_collate,
-                    persistent_workers=workers > 0)
-    rate = 0.0
-    for epoch in range(2):  # the first epoch starts the workers
-        ds.set_epoch(epoch)
+def epoch_rates(dataset, epochs: int, consume: Callable | None = None, **loader_args) -> list[float]:
+    """rec/s of each of `epochs` timed epochs after an untimed first one (which starts the workers)."""
+    args = dict(batch_size=BATCH, num_workers=WORKERS, persistent_workers=True)
+    args.update(loader_args)
+    if not args["num_workers"]:
+        args.pop("persistent_workers")
+    loader, rates = DataLoader(dataset, **args), []
+    for epoch in range(epochs + 1):
+        dataset.set_epoch(epoch)
         t, n = time.perf_counter(), 0
-        for batch in dl:
+        for batch in loader:
             if consume is not None:
                 consume(batch)
             n += len(batch["lengths"])
-        rate = n / (time.perf_counter() - t)
-    return rate
+        if epoch:
+            rates.append(n / (time.perf_counter() - t))
+    return rates
 
 
-def batched_training(records, device: str, stats_dir: Path, workers: int = 2) -> float:
-    """Workers read and pack; the reference training path runs on whole batches on `device`."""
-    from aslfr.data.collate import pack_collate, unpack
-    from aslfr.data.transforms.reference import reference_preprocess_batch
-    from aslfr.format.stats import load_stats
-
-    means, stds = (torch.as_tensor(a).to(device) for a in load_stats(stats_dir))
-    gen = torch.Generator().manual_seed(0)
-
-    def consume(batch):
-        b = unpack(batch, device)
-        reference_preprocess_batch(b["frames"], b["lengths"], means, stds, train=True, generator=gen)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    return loader(records, workers, pack_collate, consume=consume)
-
-
-def _median(measure: Callable[[], float], runs: int) -> float:
-    return statistics.median(measure() for _ in range(runs))
-
-
-def reader_rows(records: Path, runs: int = 3) -> list[tuple[str, str]]:
-    """(label, value) rows for the benchmark table, each with its ratio to the in-process reader:
-    medians of `runs`; the training paths, slower, read the first 4 shards only."""
-    from aslfr.data.collate import pack_collate
+def paths(records, epochs: int = 5, device: str | None = None) -> dict[str, list[float]]:
+    """Per-epoch rec/s of each path, on the records (a folder with its statistics, or files)."""
+    from aslfr.data.collate import ReferenceCollate, pack_collate, pad_collate, unpack
+    from aslfr.data.datasets import TFRecordShards
     from aslfr.data.transforms.reference import ReferencePreprocess
-    from aslfr.format.manifest import resolve_shards
     from aslfr.format.stats import load_stats
 
-    torch.set_num_threads(1)  # the reader is single-threaded work; torch's intra-op threads only contend
-    os.sync()  # no writeback of earlier runs during the measurements
-    base = _median(lambda: in_process(records), runs)
+    torch.set_num_threads(1)  # the training process only copies batches out; more threads only contend
     means, stds = load_stats(records)
-    some = resolve_shards(records)[:4]
-    figures = [
-        ("reader in process, iterate + pad_collate, batch 32", base),
-        ("DataLoader 2 workers, pad_collate", _median(lambda: loader(records, 2), runs)),
-        ("DataLoader 2 workers, pack_collate", _median(lambda: loader(records, 2, pack_collate), runs)),
-        ("training path (augment + 769 cols + 320 frames), 2 CPU workers",
-         loader(some, 2, transform=ReferencePreprocess(means, stds, train=True))),
-        ("batched training path on CPU (workers pack, augment per batch)", batched_training(some, "cpu", records)),
-    ]
-    if torch.cuda.is_available():
-        figures.append(("batched training path on CUDA", batched_training(some, "cuda", records)))
-    return [(f"{label} (rec/s, x in-process)", f"{rate:,.0f}  ({rate / base:.2f}x)") for label, rate in figures]
+
+    def shards(**kw):
+        return TFRecordShards(records, shuffle=True, seed=0, **kw)
+
+    pre = ReferencePreprocess(means, stds, train=True)
+
+    def batched(batch):
+        b = unpack(batch, "cpu")
+        pre.batch(b["frames"], b["lengths"], b["key"])
+
+    out = {
+        "read": epoch_rates(shards(), epochs, collate_fn=pad_collate),
+        "read, pack_collate": epoch_rates(shards(), epochs, collate_fn=pack_collate),
+        "training": epoch_rates(shards(keys=True), epochs, collate_fn=ReferenceCollate(means, stds, train=True)),
+        "inference": epoch_rates(shards(keys=True), epochs, collate_fn=ReferenceCollate(means, stds, train=False)),
+        "training, per-item transform + pad_collate": epoch_rates(
+            shards(transform=pre), max(2, epochs // 2), collate_fn=pad_collate),
+        "training, batched on CPU (workers pack)": epoch_rates(
+            shards(keys=True), max(2, epochs // 2), consume=batched, collate_fn=pack_collate),
+        "training, pin_memory=True": epoch_rates(
+            shards(keys=True), epochs, collate_fn=ReferenceCollate(means, stds, train=True), pin_memory=True),
+        "training, prefetch_factor=4": epoch_rates(
+            shards(keys=True), epochs, collate_fn=ReferenceCollate(means, stds, train=True), prefetch_factor=4),
+    }
+    if device is not None and device.startswith("cuda"):
+        out.update(gpu_paths(records, means, stds, device, epochs))
+    return out
+
+
+def gpu_paths(records, means, stds, device: str, epochs: int, batch: int = 256) -> dict[str, list[float]]:
+    """The batched training path on a GPU: the augmentations alone (input already on the device),
+    the reader alone (2 workers packing batches of `batch`), and the whole loop (reader -> `unpack`
+    to the device -> augmentations), which should run at the reader's rate."""
+    from aslfr.data.collate import pack_collate, unpack
+    from aslfr.data.datasets import TFRecordShards
+    from aslfr.data.transforms.reference import ReferencePreprocess
+
+    pre = ReferencePreprocess(torch.as_tensor(means).to(device), torch.as_tensor(stds).to(device), train=True)
+    batches = []
+    for b in DataLoader(TFRecordShards(records, shuffle=True, seed=0, keys=True), batch_size=batch,
+                        collate_fn=pack_collate):
+        batches.append(unpack(b, device))
+        if len(batches) == 4:
+            break
+
+    def augment_only() -> float:
+        torch.cuda.synchronize()
+        t, n = time.perf_counter(), 0
+        for _ in range(10):
+            for b in batches:
+                pre.batch(b["frames"], b["lengths"], b["key"])
+                n += len(b["lengths"])
+        torch.cuda.synchronize()
+        return n / (time.perf_counter() - t)
+
+    augment_only()  # warm-up: caches, kernels
+    loop_args = dict(batch_size=batch, collate_fn=pack_collate, pin_memory=True)
+
+    def consume(b):
+        b = unpack(b, device, non_blocking=True)
+        pre.batch(b["frames"], b["lengths"], b["key"])
+
+    def synced(rates):
+        torch.cuda.synchronize()
+        return rates
+
+    return {
+        f"GPU augmentations, batch {batch}, input on the device": [augment_only() for _ in range(epochs)],
+        f"GPU reader alone, 2 workers, pack_collate batch {batch}": epoch_rates(
+            TFRecordShards(records, shuffle=True, seed=0, keys=True), epochs, **loop_args),
+        f"GPU whole loop: reader -> unpack -> augmentations, batch {batch}": synced(epoch_rates(
+            TFRecordShards(records, shuffle=True, seed=0, keys=True), epochs, consume=consume, **loop_args)),
+    }
+
+
+def summary(rates: list[float]) -> str:
+    return f"{statistics.median(rates):,.0f} [{min(rates):,.0f}-{max(rates):,.0f}]"
+
+
+def reader_rows(records, epochs: int = 5, tf: dict[str, Any] | None = None, device: str | None = None
+                ) -> list[tuple[str, str]]:
+    """(label, value) rows for the benchmark table: median [range] rec/s over the timed epochs, and
+    where TensorFlow ran the same path (`tf`: `run_tf_baseline`'s result), aslfr / TF of the medians."""
+    os.sync()  # no writeback of earlier runs during the measurements
+    ours = paths(records, epochs, device)
+    theirs = (tf or {}).get("paths", {})
+    rows = []
+    if theirs:
+        rows.append((f"records per epoch, epochs timed, TensorFlow {tf.get('tensorflow', '?')}",
+                     f"{tf.get('records', '?')}, {epochs}"))
+    for label, rates in ours.items():
+        value = summary(rates)
+        if label in theirs:
+            tf_rates = theirs[label]
+            value += f"   TF {summary(tf_rates)}   aslfr/TF {statistics.median(rates) / statistics.median(tf_rates):.2f}x"
+        rows.append((f"{label} (rec/s)", value))
+    return rows
