@@ -127,6 +127,12 @@ def _fits(out: Optional[torch.Tensor], x: torch.Tensor, n: int) -> bool:
     return out is not None and out.shape == (x.shape[0], n, x.shape[2])
 
 
+def _subset(params: Dict[str, Any], idx: torch.Tensor) -> Dict[str, Any]:
+    """The params of the sequences `idx` (per-sequence tensors indexed, the rest as they are)."""
+    n = params["fire"].shape[0]
+    return {k: v[idx] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n else v for k, v in params.items()}
+
+
 def _sel(fire: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     return torch.where(fire.view(-1, *([1] * (new.dim() - 1))), new, old)
 
@@ -206,6 +212,11 @@ class Transform:
         all_fired = _gates(params, eager)
         if all_fired is False:
             return x, lengths
+        if all_fired is None and eager:  # only the fired sequences computed
+            idx = params["fire"].nonzero().flatten()
+            out = x.clone()
+            out[idx] = self.apply(x[idx], _subset(params, idx), lengths[idx])
+            return out, self.next_lengths(lengths, params)
         y = self.apply(x, params, lengths)
         return (y if all_fired else _sel(params["fire"], y, x)), self.next_lengths(lengths, params)
 
@@ -492,13 +503,16 @@ class RandomResample(Transform):
         keep = x[:, :n_out] if n_out <= x.shape[1] else torch.cat(
             [x, x.new_zeros(x.shape[0], n_out - x.shape[1], x.shape[2])], dim=1)
         out = keep
-        fired = fire.tolist() if eager else None
-        codes = code.tolist() if eager else None
         for m, method in enumerate(F.METHODS):
-            if eager and not any(f and c == m for f, c in zip(fired, codes)):
+            use = fire & (code == m)
+            if eager:  # only the sequences that use this method
+                idx = use.nonzero().flatten()
+                if idx.numel():
+                    out = out.clone() if out is keep else out
+                    out[idx] = F._resample_batch(x[idx], lengths[idx], new[idx], method, n_out, zero_tail=False)
                 continue
             y = F._resample_batch(x, lengths, new, method, n_out, zero_tail=False)  # past a length: unread
-            out = _sel(fire & (code == m), y, out)
+            out = _sel(use, y, out)
         return out, new
 
     def _extra_repr(self):

@@ -156,8 +156,8 @@ def _batch_lengths(x: torch.Tensor, lengths) -> torch.Tensor:
 def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool, keys=None,
                                draws: Union[None, Callable, Sequence[Callable]] = None,
                                generator: Optional[torch.Generator] = None, rounding: str = "tf.data",
-                               inv_stds=None, n_frames: int = N_FRAMES, pipe: Optional[A.Compose] = None
-                               ) -> Tuple[torch.Tensor, torch.Tensor]:
+                               inv_stds=None, n_frames: int = N_FRAMES, pipe: Optional[A.Compose] = None,
+                               eager: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """A padded batch [B, T, 384] with lengths [B] -> (out [B, n_frames, 769], lengths [B]).
 
     Every sequence gets its own draws. `keys` [B] (int64, e.g. a `pack_collate` batch's "key"):
@@ -167,7 +167,9 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool, key
     draws, then sequence 1's, ...) or `generator` (TorchDraw); with none, keys from torch's global
     RNG. The result equals `reference_preprocess` per sequence. An empty batch (B=0) gives the same
     shapes with B=0, so a training loop needs no special case for it. `pipe`: a prebuilt
-    `transforms(...)`, as `ReferencePreprocess.batch` passes (skips re-checking the stats)."""
+    `transforms(...)`, as `ReferencePreprocess.batch` passes (skips re-checking the stats).
+    eager: read gates and sizes on the host to skip work; default: on the CPU, where such reads are
+    free (elsewhere each would wait for the device). The result is the same either way."""
     x = _frames(frames)
     if x.dim() != 3:
         raise ValueError(f"expected [B, T, {F.N_COLS}], got shape {tuple(x.shape)}")
@@ -179,14 +181,14 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool, key
         return x.new_zeros((0, n_frames, n_cols())), lens
     if draws is None and generator is None:
         keys = random_keys(bsz) if keys is None else torch.as_tensor(keys, dtype=torch.int64).reshape(bsz)
-        return _keyed(pipe, x, lens, keys, eager=False)
+        return _keyed(pipe, x, lens, keys, eager=x.device.type == "cpu" if eager is None else eager)
     if keys is not None:
         raise ValueError("give keys= or draws= / generator=, not both")
     per_seq = list(draws) if isinstance(draws, (list, tuple)) else [draws or A.TorchDraw(generator)] * bsz
     if len(per_seq) != bsz:
         raise ValueError(f"{len(per_seq)} draws for {bsz} sequences")
     plans = [pipe.sample(d, int(n)) for d, n in zip(per_seq, lens.tolist())]
-    return pipe.run(x, lens, pipe.stack(plans, x.device))
+    return pipe.run(x, lens, pipe.stack(plans, x.device), x.device.type == "cpu" if eager is None else eager)
 
 
 class ReferencePreprocess:
@@ -224,8 +226,9 @@ class ReferencePreprocess:
         item["frames"], item["length"] = out, torch.tensor(length, dtype=torch.int64)
         return item
 
-    def batch(self, frames, lengths, keys=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, frames, lengths, keys=None, eager: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """A padded batch [B, T, 384] and its lengths -> (out [B, n_frames, 769], lengths), each
-        sequence as `__call__` gives it for its key, on the batch's device with no host reads."""
+        sequence as `__call__` gives it for its key, on the batch's device (off the CPU with no
+        host reads: see `reference_preprocess_batch`)."""
         return reference_preprocess_batch(frames, lengths, None, None, train=self.train, keys=keys,
-                                          n_frames=self.n_frames, pipe=self.pipe)
+                                          n_frames=self.n_frames, pipe=self.pipe, eager=eager)
