@@ -147,9 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sequences", type=int, default=SEQUENCES, help="sequences per generated file (1000)")
     a = p.parse_args(argv)
     with one_line_errors():
-        if a.repeat < 1 or a.settle < 0 or a.epochs < 1:
-            raise InputError(f"--repeat and --epochs must be >= 1 and --settle >= 0, got {a.repeat}, {a.epochs} "
-                             f"and {a.settle}")
+        for name, value, low in (("repeat", a.repeat, 1), ("epochs", a.epochs, 1), ("settle", a.settle, 0),
+                                 ("files", a.files, 2), ("sequences", a.sequences, 1)):
+            if value < low:
+                raise InputError(f"--{name} must be >= {low}, got {value}")
         if bool(a.tf_python) != bool(a.ref_src):
             raise InputError("--tf-python and --ref-src go together (`make bench-tf` gives both)")
         if a.readers_only:

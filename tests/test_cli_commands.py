@@ -194,7 +194,10 @@ def test_train_demo_missing_records_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--repeat", "0", "--data", "{file}/bench"], "--repeat must be >= 1"),
+    (["--repeat", "0", "--data", "{file}/bench"], "--repeat must be >= 1, got 0"),
+    (["--epochs", "0", "--data", "{file}/bench"], "--epochs must be >= 1, got 0"),
+    (["--files", "1", "--readers-only"], "--files must be >= 2, got 1"),
+    (["--tf-python", "python3"], "--tf-python and --ref-src go together"),
     (["--data", "{file}/bench"], "{file}/bench/four: Not a directory"),
 ])
 def test_bench_bad_input_is_one_line(tmp_path, args, message):

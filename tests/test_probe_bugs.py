@@ -92,7 +92,9 @@ def test_reference_preprocess_batch_errors():
     run = reference_preprocess_batch
     _raises(run, "frames must have 384 columns, got shape (2, 5, 100)", torch.zeros(2, 5, 100), lens,
             MEANS, STDS, train=False)
-    _raises(run, "expected [B, T, 384], got shape (5, 384)", torch.zeros(5, 384), lens, MEANS, STDS, train=False)
+    _raises(run, "expected [B, T, 384] (or packed [sum(lengths), 384]), got shape (384,)", torch.zeros(384), lens,
+            MEANS, STDS, train=False)
+    _raises(run, "lengths must be >= 1 and sum to 5 rows", torch.zeros(5, 384), lens, MEANS, STDS, train=False)
     for bad in ([0, 3], [6, 3], [5, -1]):
         _raises(run, "lengths must be in [1, T=5]", x, torch.tensor(bad), MEANS, STDS, train=False)
     _raises(run, "1 draws for 2 sequences", x, lens, MEANS, STDS, train=True, draws=[A.TorchDraw(None)])

@@ -80,15 +80,15 @@ def gpu_paths(records, means, stds, device: str, epochs: int, batch: int = 256) 
     """The batched training path on a GPU: the augmentations alone (input already on the device),
     the reader alone (2 workers packing batches of `batch`), and the whole loop (reader -> `unpack`
     to the device -> augmentations), which should run at the reader's rate."""
-    from aslfr.data.collate import pack_collate, unpack
+    from aslfr.data.collate import pack_collate
     from aslfr.data.datasets import TFRecordShards
     from aslfr.data.transforms.reference import ReferencePreprocess
 
-    pre = ReferencePreprocess(torch.as_tensor(means).to(device), torch.as_tensor(stds).to(device), train=True)
+    pre = ReferencePreprocess(means, stds, train=True)
     batches = []
     for b in DataLoader(TFRecordShards(records, shuffle=True, seed=0, keys=True), batch_size=batch,
                         collate_fn=pack_collate):
-        batches.append(unpack(b, device))
+        batches.append((b["frames"].to(device), b["lengths"], b["key"].to(device)))  # packed rows
         if len(batches) == 4:
             break
 
@@ -96,18 +96,17 @@ def gpu_paths(records, means, stds, device: str, epochs: int, batch: int = 256) 
         torch.cuda.synchronize()
         t, n = time.perf_counter(), 0
         for _ in range(10):
-            for b in batches:
-                pre.batch(b["frames"], b["lengths"], b["key"])
-                n += len(b["lengths"])
+            for frames, lengths, keys in batches:
+                pre.batch(frames, lengths, keys)
+                n += len(lengths)
         torch.cuda.synchronize()
         return n / (time.perf_counter() - t)
 
     augment_only()  # warm-up: caches, kernels
     loop_args = dict(batch_size=batch, collate_fn=pack_collate, pin_memory=True)
 
-    def consume(b):
-        b = unpack(b, device, non_blocking=True)
-        pre.batch(b["frames"], b["lengths"], b["key"])
+    def consume(b):  # the packed rows to the device as they are: no padding to send or to touch
+        pre.batch(b["frames"].to(device, non_blocking=True), b["lengths"], b["key"].to(device, non_blocking=True))
 
     def synced(rates):
         torch.cuda.synchronize()
@@ -144,3 +143,71 @@ def reader_rows(records, epochs: int = 5, tf: dict[str, Any] | None = None, devi
             value += f"   TF {summary(tf_rates)}   aslfr/TF {statistics.median(rates) / statistics.median(tf_rates):.2f}x"
         rows.append((f"{label} (rec/s)", value))
     return rows
+
+
+def synthetic_batch(bsz: int, seed: int = 0, mean_frames: float = 160.0):
+    """A padded batch like the competition's (gamma-distributed lengths around 160 frames, missing
+    hands as NaN), with lengths and keys: for timing the batched path without records."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lengths = torch.from_numpy(np.maximum(1, rng.gamma(2.0, mean_frames / 2.0, bsz).astype(np.int64)))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(bsz, int(lengths.max()), 384, generator=g) * 0.6 + 0.2
+    x[..., :63][torch.rand(bsz, int(lengths.max()), generator=g) < 0.3] = float("nan")
+    return x, lengths, torch.randint(0, 2 ** 62, (bsz,), generator=g)
+
+
+def step_times(pre, x, lengths, keys, repeat: int = 5, eager: bool | None = None) -> list[tuple[str, float]]:
+    """Milliseconds per batch of the batched training path (`ReferencePreprocess.batch`), phase by
+    phase: planning, each frame-wise step, the fused features step, resample + pad/resize, the
+    steps after; each timed to its end (the device synchronized). x: padded or packed."""
+    from aslfr.data.transforms import reference, rows
+
+    dev = x.device
+    eager = dev.type == "cpu" if eager is None else eager
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    totals: dict[str, float] = {}
+
+    def timed(name_of, fn):
+        def wrapper(*args, **kw):
+            sync()
+            t = time.perf_counter()
+            result = fn(*args, **kw)
+            sync()
+            name = name_of(*args)
+            totals[name] = totals.get(name, 0.0) + (time.perf_counter() - t) * 1000
+            return result
+        return wrapper
+
+    originals = {(rows, "_frame_step"): rows._frame_step, (rows, "_features"): rows._features,
+                 (rows, "_resample_and_pad"): rows._resample_and_pad, (reference, "_run"): reference._run}
+    patched = {
+        (rows, "_frame_step"): timed(lambda step, *a: type(step).__name__, rows._frame_step),
+        (rows, "_features"): timed(lambda *a: "normalize + concat + NaN->0 + pos", rows._features),
+        (rows, "_resample_and_pad"): timed(lambda *a: "resample + pad/resize", rows._resample_and_pad),
+        (reference, "_run"): timed(lambda *a: "all steps", reference._run),
+    }
+    try:
+        for (mod, name), fn in patched.items():
+            setattr(mod, name, fn)
+        pre.batch(x, lengths, keys, eager=eager)  # warm-up: caches, kernels
+        totals.clear()
+        sync()
+        t = time.perf_counter()
+        for _ in range(repeat):
+            pre.batch(x, lengths, keys, eager=eager)
+        sync()
+        whole = (time.perf_counter() - t) * 1000
+    finally:
+        for (mod, name), fn in originals.items():
+            setattr(mod, name, fn)
+    steps = {k: v / repeat for k, v in totals.items()}
+    run = steps.pop("all steps")
+    steps["steps after pad/resize (temporal mask)"] = run - sum(steps.values())
+    steps["plan, checks (the rest)"] = whole / repeat - run
+    return [("whole batch", whole / repeat)] + sorted(steps.items(), key=lambda kv: -kv[1])

@@ -228,7 +228,12 @@ def nan_to_zero(x: torch.Tensor) -> torch.Tensor:
 
 def positions(n: int, device=None, folded: bool = False) -> torch.Tensor:
     """float32(t) / 1000 for t < n (folded: float32(t) * float32(0.001))."""
-    t = torch.arange(n, dtype=F32, device=device)
+    return positions_at(torch.arange(n, device=device), folded)
+
+
+def positions_at(t: torch.Tensor, folded: bool = False) -> torch.Tensor:
+    """`positions` of the frame indices t."""
+    t = t.to(F32)
     return t * _MILLI if folded else t / 1000.0
 
 
@@ -283,12 +288,14 @@ def _gather(xf: torch.Tensor, base: torch.Tensor, idx: torch.Tensor) -> torch.Te
     return xf.index_select(0, (base + idx).reshape(-1)).view(b, n, xf.shape[-1])
 
 
-def _resample_taps(in_len: torch.Tensor, out_len: torch.Tensor, n_out: int, method: str):
-    """Gather indices [B, n_out] and float32 weights per tap for one method."""
+def _resample_taps(in_len: torch.Tensor, out_len: torch.Tensor, n_out: int, method: str,
+                   at: Optional[torch.Tensor] = None):
+    """Gather indices [B, n_out] and float32 weights per tap for one method; `at` [B, n_out]: the
+    output positions to compute (default 0..n_out-1), each computed as it is in the full output."""
     dev = in_len.device
     in_f = in_len.to(F32).unsqueeze(1)
     scale_ = in_f / out_len.to(F32).unsqueeze(1)  # CalculateResizeScale: float(in) / float(out)
-    o = torch.arange(n_out, dtype=F32, device=dev).unsqueeze(0)
+    o = torch.arange(n_out, dtype=F32, device=dev).unsqueeze(0) if at is None else at.to(F32)
     last = (in_len - 1).unsqueeze(1)
     if method == "nearest":
         # HalfPixelScalerForNN: (o + 0.5f) * scale, floorf, clamped to [0, T-1]

@@ -20,6 +20,7 @@ from aslfr.data.transforms import augment as A
 from aslfr.data.transforms import functional as F
 from aslfr.data.transforms.counter import KeyedDraws, random_keys
 from aslfr.data.transforms.frame import n_cols
+from aslfr.data.transforms.rows import Rows, run_rows
 
 N_FRAMES = 320
 
@@ -123,8 +124,16 @@ def reference_preprocess(frames, means, stds, *, train: bool, key: Optional[int]
 
 def _keyed(pipe: A.Compose, x: torch.Tensor, lengths: torch.Tensor, keys: torch.Tensor, eager: bool):
     """Plan a padded batch by its records' keys, on its device, and run the plan."""
-    plan = pipe.sample_keyed(KeyedDraws(keys.to(x.device)), lengths, x.shape[1])
-    return pipe.run(x, lengths, plan, eager)
+    frames = x.shape[1] if x.dim() == 3 else x.shape[0]  # a bound of the lengths, known without a read
+    plan = pipe.sample_keyed(KeyedDraws(keys.to(x.device)), lengths, frames)
+    return _run(pipe, x, lengths, plan, eager)
+
+
+def _run(pipe: A.Compose, x: torch.Tensor, lengths: torch.Tensor, plan, eager: bool, out=None):
+    """A batched plan on a padded batch [B, T, 384] or packed rows [sum(lengths), 384]."""
+    if x.dim() == 2:
+        return run_rows(pipe, x, Rows.packed(lengths, x.shape[0]), plan, eager, out)
+    return run_rows(pipe, x.reshape(-1, x.shape[-1]), Rows.padded(lengths, x.shape[1]), plan, eager, out)
 
 
 def resampled_length(plan) -> Optional[int]:
@@ -141,15 +150,19 @@ def _batch_lengths(x: torch.Tensor, lengths) -> torch.Tensor:
     """lengths [B] on x's device, checked in [1, T]: on the host when they are given there (a
     batch's lengths usually are), else on the device without waiting for it."""
     lens = torch.as_tensor(lengths, dtype=torch.int64)
-    if lens.numel() != x.shape[0]:
-        raise ValueError(f"{lens.numel()} lengths for a batch of {x.shape[0]}")
-    lens = lens.reshape(x.shape[0])
-    ok = (lens >= 1).all() & (lens <= x.shape[1]).all()
+    if x.dim() == 2:  # packed: the lengths partition the rows
+        lens = lens.reshape(-1)
+        ok, what = (lens >= 1).all() & (lens.sum() == x.shape[0]), f"lengths must be >= 1 and sum to {x.shape[0]} rows"
+    else:
+        if lens.numel() != x.shape[0]:
+            raise ValueError(f"{lens.numel()} lengths for a batch of {x.shape[0]}")
+        lens = lens.reshape(x.shape[0])
+        ok, what = (lens >= 1).all() & (lens <= x.shape[1]).all(), f"lengths must be in [1, T={x.shape[1]}]"
     if lens.device.type == "cpu":
         if not bool(ok):
-            raise ValueError(f"lengths must be in [1, T={x.shape[1]}]")
+            raise ValueError(what)
         return lens.to(x.device, non_blocking=True)
-    torch._assert_async(ok, f"lengths must be in [1, T={x.shape[1]}]")
+    torch._assert_async(ok, what)
     return lens.to(x.device)
 
 
@@ -158,7 +171,8 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool, key
                                generator: Optional[torch.Generator] = None, rounding: str = "tf.data",
                                inv_stds=None, n_frames: int = N_FRAMES, pipe: Optional[A.Compose] = None,
                                eager: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """A padded batch [B, T, 384] with lengths [B] -> (out [B, n_frames, 769], lengths [B]).
+    """A padded batch [B, T, 384], or packed rows [sum(lengths), 384] as `pack_collate` sends them,
+    with lengths [B] -> (out [B, n_frames, 769], lengths [B]).
 
     Every sequence gets its own draws. `keys` [B] (int64, e.g. a `pack_collate` batch's "key"):
     counter-based, the whole batch planned in a few vectorized ops on the input's device, with
@@ -171,10 +185,10 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool, key
     eager: read gates and sizes on the host to skip work; default: on the CPU, where such reads are
     free (elsewhere each would wait for the device). The result is the same either way."""
     x = _frames(frames)
-    if x.dim() != 3:
-        raise ValueError(f"expected [B, T, {F.N_COLS}], got shape {tuple(x.shape)}")
-    bsz = x.shape[0]
+    if x.dim() not in (2, 3):
+        raise ValueError(f"expected [B, T, {F.N_COLS}] (or packed [sum(lengths), {F.N_COLS}]), got shape {tuple(x.shape)}")
     lens = _batch_lengths(x, lengths)
+    bsz = len(lens)
     if pipe is None:
         pipe = transforms(means, stds, train=train, rounding=rounding, inv_stds=inv_stds, n_frames=n_frames)
     if bsz == 0:  # no plan: every step would pass the input through, shape and all
@@ -188,7 +202,7 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool, key
     if len(per_seq) != bsz:
         raise ValueError(f"{len(per_seq)} draws for {bsz} sequences")
     plans = [pipe.sample(d, int(n)) for d, n in zip(per_seq, lens.tolist())]
-    return pipe.run(x, lens, pipe.stack(plans, x.device), x.device.type == "cpu" if eager is None else eager)
+    return _run(pipe, x, lens, pipe.stack(plans, x.device), x.device.type == "cpu" if eager is None else eager)
 
 
 class ReferencePreprocess:
