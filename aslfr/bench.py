@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                                        "pipeline on the same records beside aslfr's (`make bench-tf` builds it)")
     p.add_argument("--ref-src", help="the reference repo's src/tf folder (augment.py, preprocess.py), for --tf-python")
     p.add_argument("--readers-only", action="store_true", help="only the reading paths (e); records converted once")
+    p.add_argument("--gpu-only", action="store_true", help="with --readers-only: only the GPU figures")
     p.add_argument("--files", type=int, default=FILES, help="parquet files to generate (4)")
     p.add_argument("--sequences", type=int, default=SEQUENCES, help="sequences per generated file (1000)")
     a = p.parse_args(argv)
@@ -151,12 +152,20 @@ def main(argv: list[str] | None = None) -> None:
                                  ("files", a.files, 2), ("sequences", a.sequences, 1)):
             if value < low:
                 raise InputError(f"--{name} must be >= {low}, got {value}")
+        if a.gpu_only and not (a.readers_only and cuda_available()):
+            raise InputError("--gpu-only goes with --readers-only, on a machine with a CUDA device")
         if bool(a.tf_python) != bool(a.ref_src):
             raise InputError("--tf-python and --ref-src go together (`make bench-tf` gives both)")
         if a.readers_only:
             readers(a)
         else:
             run(a)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def readers(a: argparse.Namespace) -> None:
@@ -181,7 +190,18 @@ def reading_rows(a: argparse.Namespace, records: Path) -> list[tuple[str, str]]:
         print("TensorFlow's pipeline on the same records ...", flush=True)
         tf = run_tf_baseline(a.tf_python, a.ref_src, records, epochs=a.epochs)
     device = "cuda" if torch.cuda.is_available() else None
-    return reader_rows(records, a.epochs, tf, device)
+    rows = reader_rows(records, a.epochs, tf, device, a.gpu_only)
+    if device is not None:
+        from aslfr.data.throughput import step_times, synthetic_batch
+        from aslfr.data.transforms.reference import ReferencePreprocess
+        from aslfr.format.stats import load_stats
+
+        x, lengths, keys = synthetic_batch(256)
+        packed = x[torch.arange(x.shape[1])[None] < lengths[:, None]].to(device)
+        pre = ReferencePreprocess(*load_stats(records), train=True)
+        rows += [(f"  GPU augmentations, batch 256, phase: {name} (ms)", f"{ms:.2f}")
+                 for name, ms in step_times(pre, packed, lengths, keys.to(device))]
+    return rows
 
 
 def print_rows(rows: list[tuple[str, str]]) -> None:

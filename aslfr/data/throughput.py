@@ -38,7 +38,7 @@ def epoch_rates(dataset, epochs: int, consume: Callable | None = None, **loader_
     return rates
 
 
-def paths(records, epochs: int = 5, device: str | None = None) -> dict[str, list[float]]:
+def paths(records, epochs: int = 5, device: str | None = None, gpu_only: bool = False) -> dict[str, list[float]]:
     """Per-epoch rec/s of each path, on the records (a folder with its statistics, or files)."""
     from aslfr.data.collate import ReferenceCollate, pack_collate, pad_collate, unpack
     from aslfr.data.datasets import TFRecordShards
@@ -57,6 +57,8 @@ def paths(records, epochs: int = 5, device: str | None = None) -> dict[str, list
         b = unpack(batch, "cpu")
         pre.batch(b["frames"], b["lengths"], b["key"])
 
+    if gpu_only:
+        return gpu_paths(records, means, stds, device, epochs)
     out = {
         "read": epoch_rates(shards(), epochs, collate_fn=pad_collate),
         "read, pack_collate": epoch_rates(shards(), epochs, collate_fn=pack_collate),
@@ -78,8 +80,9 @@ def paths(records, epochs: int = 5, device: str | None = None) -> dict[str, list
 
 def gpu_paths(records, means, stds, device: str, epochs: int, batch: int = 256) -> dict[str, list[float]]:
     """The batched training path on a GPU: the augmentations alone (input already on the device),
-    the reader alone (2 workers packing batches of `batch`), and the whole loop (reader -> `unpack`
-    to the device -> augmentations), which should run at the reader's rate."""
+    the reader alone (2 workers packing batches of `batch`), and the whole loop (reader -> packed
+    rows to the device -> augmentations), which should run at the reader's rate; and the
+    augmentations phase by phase."""
     from aslfr.data.collate import pack_collate
     from aslfr.data.datasets import TFRecordShards
     from aslfr.data.transforms.reference import ReferencePreprocess
@@ -116,7 +119,7 @@ def gpu_paths(records, means, stds, device: str, epochs: int, batch: int = 256) 
         f"GPU augmentations, batch {batch}, input on the device": [augment_only() for _ in range(epochs)],
         f"GPU reader alone, 2 workers, pack_collate batch {batch}": epoch_rates(
             TFRecordShards(records, shuffle=True, seed=0, keys=True), epochs, **loop_args),
-        f"GPU whole loop: reader -> unpack -> augmentations, batch {batch}": synced(epoch_rates(
+        f"GPU whole loop: reader -> packed rows to the GPU -> augmentations, batch {batch}": synced(epoch_rates(
             TFRecordShards(records, shuffle=True, seed=0, keys=True), epochs, consume=consume, **loop_args)),
     }
 
@@ -125,12 +128,12 @@ def summary(rates: list[float]) -> str:
     return f"{statistics.median(rates):,.0f} [{min(rates):,.0f}-{max(rates):,.0f}]"
 
 
-def reader_rows(records, epochs: int = 5, tf: dict[str, Any] | None = None, device: str | None = None
-                ) -> list[tuple[str, str]]:
+def reader_rows(records, epochs: int = 5, tf: dict[str, Any] | None = None, device: str | None = None,
+                gpu_only: bool = False) -> list[tuple[str, str]]:
     """(label, value) rows for the benchmark table: median [range] rec/s over the timed epochs, and
     where TensorFlow ran the same path (`tf`: `run_tf_baseline`'s result), aslfr / TF of the medians."""
     os.sync()  # no writeback of earlier runs during the measurements
-    ours = paths(records, epochs, device)
+    ours = paths(records, epochs, device, gpu_only)
     theirs = (tf or {}).get("paths", {})
     rows = []
     if theirs:
