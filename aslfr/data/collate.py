@@ -193,8 +193,8 @@ def _checked_frames(items: Sequence[dict[str, Any]], name: str) -> list[torch.Te
 
 def _collate(items: Sequence[dict[str, Any]], packed: bool, name: str = "",
              fill: Callable[[int, torch.Tensor], None] | None = None, shape: tuple[int, ...] = ()) -> dict[str, Any]:
-    """fill(i, out): item i's frames written straight into its slot `out` of a [B, *shape] batch,
-    in place of copying each item's own frames (`ReferenceCollate`)."""
+    """fill(out): the batch's frames written straight into `out` [B, *shape], in place of copying
+    each item's own frames (`ReferenceCollate`)."""
     name = name or ("pack_collate" if packed else "pad_collate")
     frames = _checked_frames(items, name)
     lens = [f.shape[0] for f in frames] if fill is None else [shape[0]] * len(items)
@@ -220,10 +220,10 @@ def _collate(items: Sequence[dict[str, Any]], packed: bool, name: str = "",
             batch["packed"] = True
     else:
         out = batch["frames"]
+        if fill is not None:
+            fill(out)
+            frames = []
         for i, f in enumerate(frames):
-            if fill is not None:
-                fill(i, out[i])
-                continue
             out[i, : f.shape[0]] = f
             out[i, f.shape[0]:] = 0
         torch.lt(torch.arange(t_max)[None, :], batch["lengths"][:, None], out=batch["mask"])
@@ -270,8 +270,8 @@ def unpack(batch: dict[str, Any], device: str | torch.device | None = None, non_
 class ReferenceCollate:
     """collate_fn for the reference's training (or, train=False, inference) input, the fast way:
     the batch `[B, n_frames, 769]` is laid out once (in a DataLoader worker, in its reused shared
-    memory) and each record's last step writes its slot; the whole batch is planned at once from
-    the records' keys. Gives what `pad_collate` gives over `ReferencePreprocess` items, bit for bit:
+    memory) and written by the pipeline's last step; the whole batch is planned at once from the
+    records' keys, and each step runs once over all its records' frames (`rows`). Gives what `pad_collate` gives over `ReferencePreprocess` items, bit for bit:
     frames, lengths (n_frames), mask, length (non-padding frames), phrase_, target_lengths, ...
 
         loader = DataLoader(aslfr.TFRecordShards(files, shuffle=True, keys=True), batch_size=32, num_workers=2,
@@ -286,6 +286,7 @@ class ReferenceCollate:
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         from aslfr.data.transforms.counter import KeyedDraws
         from aslfr.data.transforms.frame import n_cols
+        from aslfr.data.transforms.rows import Rows, run_rows
 
         name = type(self).__name__
         frames = _checked_frames(items, name)
@@ -298,23 +299,9 @@ class ReferenceCollate:
         plan = pre.pipe.sample_keyed(KeyedDraws(keys), lengths, int(lengths.max()))
         items = [{**it, "length": n} for it, n in zip(items, plan["length"])]
 
-        rows, lens = _rows(plan, len(items)), lengths.split(1)
-
-        def fill(i: int, out: torch.Tensor) -> None:
-            x = torch.as_tensor(frames[i], dtype=torch.float32).unsqueeze(0)
-            pre.pipe.run(x, lens[i], rows[i], eager=True, out=out.unsqueeze(0))
+        def fill(out: torch.Tensor) -> None:
+            rows = torch.cat([torch.as_tensor(f, dtype=torch.float32) for f in frames])
+            run_rows(pre.pipe, rows, Rows.packed(lengths, rows.shape[0]), plan, eager=True, out=out,
+                     own=len(frames) > 1)  # cat made a copy
 
         return _collate(items, False, name, fill, (pre.n_frames, n_cols()))
-
-
-def _rows(plan: Any, n: int) -> list[Any]:
-    """A batched plan as n plans of one sequence (views, split once per tensor)."""
-    if isinstance(plan, torch.Tensor):
-        return list(plan.split(1))
-    if isinstance(plan, dict):
-        parts = {k: _rows(v, n) for k, v in plan.items()}
-        return [{k: v[i] for k, v in parts.items()} for i in range(n)]
-    if isinstance(plan, list):
-        parts = [_rows(v, n) for v in plan]
-        return [[p[i] for p in parts] for i in range(n)]
-    return [plan] * n

@@ -40,7 +40,7 @@ def epoch_rates(dataset, epochs: int, consume: Callable | None = None, **loader_
 
 def paths(records, epochs: int = 5, device: str | None = None, gpu_only: bool = False) -> dict[str, list[float]]:
     """Per-epoch rec/s of each path, on the records (a folder with its statistics, or files)."""
-    from aslfr.data.collate import ReferenceCollate, pack_collate, pad_collate, unpack
+    from aslfr.data.collate import ReferenceCollate, pack_collate, pad_collate
     from aslfr.data.datasets import TFRecordShards
     from aslfr.data.transforms.reference import ReferencePreprocess
     from aslfr.format.stats import load_stats
@@ -53,9 +53,8 @@ def paths(records, epochs: int = 5, device: str | None = None, gpu_only: bool = 
 
     pre = ReferencePreprocess(means, stds, train=True)
 
-    def batched(batch):
-        b = unpack(batch, "cpu")
-        pre.batch(b["frames"], b["lengths"], b["key"])
+    def batched(batch):  # the packed rows as pack_collate sends them
+        pre.batch(batch["frames"], batch["lengths"], batch["key"])
 
     if gpu_only:
         return gpu_paths(records, means, stds, device, epochs)

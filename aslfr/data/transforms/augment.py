@@ -567,6 +567,11 @@ class RandomTemporalMask(Transform):
         if _gates(params, eager) is False:
             return x, lengths
         keep = params["keep"][:, : x.shape[1]] | ~params["fire"].unsqueeze(1)  # x * 1 is x
+        if eager and x is out:  # only the dropped frames (x * 0) before each length: padding is 0
+            rows = (~keep & (torch.arange(x.shape[1]) < lengths.unsqueeze(1))).flatten().nonzero().flatten()
+            flat = x.view(-1, x.shape[-1])
+            flat.index_copy_(0, rows, flat.index_select(0, rows).mul_(0.0))
+            return x, lengths
         return F.temporal_mask(x, keep, out if out is not None and out.shape == x.shape else None), lengths
 
 

@@ -333,27 +333,31 @@ def _resample_taps(in_len: torch.Tensor, out_len: torch.Tensor, n_out: int, meth
 
 
 def _resample_batch(x: torch.Tensor, lengths: torch.Tensor, sizes: torch.Tensor, method: str,
-                    n_out: Optional[int] = None, zero_tail: bool = True) -> torch.Tensor:
+                    n_out: Optional[int] = None, zero_tail: bool = True, out: Optional[torch.Tensor] = None
+                    ) -> torch.Tensor:
     """[B, T, C] -> [B, n_out, C] (default max(sizes)), zero beyond each size (unspecified there
-    without zero_tail). With n_out given, nothing is read back to the host."""
+    without zero_tail; `out`, where the last op writes, implies it). With n_out given, nothing is
+    read back to the host."""
     bsz, t, c = x.shape
     if n_out is None:
         n_out = int(sizes.max()) if bsz else 0
     xf = x.reshape(bsz * t, c)
     base = (torch.arange(bsz, device=x.device) * t).unsqueeze(1)
     idx, w = _resample_taps(lengths, sizes, n_out, method)
+    last = out
     if method == "nearest":
-        out = _gather(xf, base, idx[0])
+        out = _gather(xf, base, idx[0]) if last is None else \
+            torch.index_select(xf, 0, (base + idx[0]).reshape(-1), out=last.view(-1, c)).view(last.shape)
     elif method == "bilinear":
         # out = x[lo] + (x[hi] - x[lo]) * t   (compute_lerp; the y lerp is 0, an exact identity)
         a = _gather(xf, base, idx[0])
-        out = a + (_gather(xf, base, idx[1]) - a) * w[0].unsqueeze(-1)
+        out = torch.add(a, (_gather(xf, base, idx[1]) - a) * w[0].unsqueeze(-1), out=last)
     else:
         # Interpolate1D: v0*w0 + v1*w1 + v2*w2 + v3*w3, left to right
         out = _gather(xf, base, idx[0]) * w[0].unsqueeze(-1)
         for k in range(1, 4):
-            out = out + _gather(xf, base, idx[k]) * w[k].unsqueeze(-1)
-    if not zero_tail:
+            out = torch.add(out, _gather(xf, base, idx[k]) * w[k].unsqueeze(-1), out=last if k == 3 else None)
+    if not zero_tail or last is not None:
         return out
     valid = torch.arange(n_out, device=x.device).unsqueeze(0) < sizes.unsqueeze(1)
     return torch.where(valid.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype, device=out.device))

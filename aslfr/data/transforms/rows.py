@@ -52,13 +52,9 @@ def _gated(x: torch.Tensor, fire: torch.Tensor, fn: Callable[[torch.Tensor, torc
     if not eager:
         return torch.where(on.unsqueeze(1), fn(x, rows.seg), x)
     idx = on.nonzero().flatten()
-    if not idx.numel():
-        return x
-    if idx.numel() == x.shape[0]:
-        return fn(x, rows.seg)
-    out = x.clone()
-    out[idx] = fn(x[idx], rows.seg[idx])
-    return out
+    if idx.numel():
+        x[idx] = fn(x[idx], rows.seg[idx])  # in place: eager steps own their rows (see run_rows)
+    return x
 
 
 def _frame_step(step: A.Transform, p: Plan, x: torch.Tensor, rows: Rows, eager: bool) -> torch.Tensor:
@@ -69,8 +65,8 @@ def _frame_step(step: A.Transform, p: Plan, x: torch.Tensor, rows: Rows, eager: 
     if isinstance(step, A.RandomFlipLR):
         return _gated(x, p["fire"], lambda r, s: F.flip_lr(r), rows, eager)
     if isinstance(step, A.RandomScale):
-        factor = torch.where(p["fire"], p["factor"], torch.ones((), device=x.device))  # x * 1 is x
-        return x * factor[rows.seg].unsqueeze(1)
+        factor = torch.where(p["fire"], p["factor"], torch.ones((), device=x.device))[rows.seg].unsqueeze(1)
+        return x.mul_(factor) if eager else x * factor  # x * 1 is x
     if isinstance(step, A.RandomRotate):
         return _gated(x, p["fire"], lambda r, s: F.rotate_cos_sin(one(r), p["cos"][s], p["sin"][s])[:, 0], rows, eager)
     if isinstance(step, A.RandomShift):
@@ -82,7 +78,8 @@ def _frame_step(step: A.Transform, p: Plan, x: torch.Tensor, rows: Rows, eager: 
     if isinstance(step, A.RandomTemporalSeqMask):
         size = torch.where(p["fire"], p["size"], torch.zeros_like(p["size"]))  # size 0: no-op
         a = p["start"][rows.seg]
-        return x.masked_fill(((rows.t >= a) & (rows.t < a + size[rows.seg])).unsqueeze(1), float("nan"))
+        masked = ((rows.t >= a) & (rows.t < a + size[rows.seg])).unsqueeze(1)
+        return x.masked_fill_(masked, float("nan")) if eager else x.masked_fill(masked, float("nan"))
     if isinstance(step, (A.ConcatNormalized, A.NanToZero)):
         return step.apply(x, p)
     if isinstance(step, A.AddPos):
@@ -159,21 +156,28 @@ def _each(x: torch.Tensor, rows: Rows, p: Optional[Plan], n: int, out: Optional[
     fired = p["fire"].tolist() if p is not None else [False] * len(starts)
     if out is None:
         out = x.new_empty(len(starts), n, x.shape[1])
+    sizes, methods = (p["size"].tolist(), p["method"].tolist()) if p is not None else (None, None)
     for b, (a, t) in enumerate(zip(starts, lengths)):
         seq = x[a:a + t].unsqueeze(0)
-        length = t
+        if fired[b] and sizes[b] <= n:  # resampled straight into the slot, the padding zeroed
+            F._resample_batch(seq, rows.lengths[b:b + 1], p["size"][b:b + 1], F.METHODS[methods[b]],
+                              sizes[b], out=out[b:b + 1, :sizes[b]])
+            out[b, sizes[b]:] = 0
+            continue
         if fired[b]:
-            length = int(p["size"][b])
-            seq = F._resample_batch(seq, rows.lengths[b:b + 1], p["size"][b:b + 1], F.METHODS[int(p["method"][b])],
-                                    length, zero_tail=False)
-        F.pad_or_resize(seq, n, torch.tensor([length]), True, out[b:b + 1])
+            seq = F._resample_batch(seq, rows.lengths[b:b + 1], p["size"][b:b + 1], F.METHODS[methods[b]],
+                                    sizes[b], zero_tail=False)
+        F.pad_or_resize(seq, n, torch.tensor([seq.shape[1]]), True, out[b:b + 1])
     return out
 
 
 def run_rows(pipe: A.Compose, x: torch.Tensor, rows: Rows, plan: Plan, eager: bool,
-             out: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+             out: Optional[torch.Tensor] = None, own: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """A batched plan (`Compose.sample_keyed` or `stack`) on rows x [N, 384] -> ([B, n, C], lengths [B]).
-    The pipeline: frame-wise steps, then [RandomResample], PadOrResize, then any padded-batch steps."""
+    The pipeline: frame-wise steps, then [RandomResample], PadOrResize, then any padded-batch steps.
+    eager steps work in place on x: it is copied first unless `own` (the caller's to overwrite)."""
+    if eager and not own:
+        x = x.clone()
     steps: List[Tuple[A.Transform, Plan]] = list(zip(pipe.transforms, plan["plan"]))
     i = 0
     while i < len(steps) and not isinstance(steps[i][0], (A.RandomResample, A.PadOrResize)):
