@@ -177,7 +177,7 @@ def test_batched_path_op_count_does_not_grow_with_the_batch(train, device):
 
 def _bits(t: torch.Tensor):
     """A tensor's dtype, shape and bytes (-0.0 is not 0.0 here)."""
-    return t.dtype, tuple(t.shape), t.contiguous().view(torch.uint8).flatten().tolist() if t.dtype.is_floating_point \
+    return t.dtype, tuple(t.shape), t.reshape(-1).contiguous().view(torch.uint8).tolist() if t.dtype.is_floating_point \
         else t.tolist()
 
 
