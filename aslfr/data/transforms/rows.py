@@ -193,7 +193,9 @@ def run_rows(pipe: A.Compose, x: torch.Tensor, rows: Rows, plan: Plan, eager: bo
     if i >= len(steps) or not isinstance(steps[i][0], A.PadOrResize):
         raise NotImplementedError("the rows path needs PadOrResize after the frame-wise steps (and RandomResample)")
     last = i == len(steps) - 1
-    y, lengths = _resample_and_pad(x, rows, res, steps[i][0].n, eager, out if last else None)
+    if eager and out is None:  # ours: the steps after pad/resize may work in place
+        out = x.new_empty(len(rows.lengths), steps[i][0].n, x.shape[1])
+    y, lengths = _resample_and_pad(x, rows, res, steps[i][0].n, eager, out if last or eager else None)
     for step, p in steps[i + 1:]:
         y, lengths = step.run(y, lengths, p, eager, out)
     if out is not None and y is not out:
