@@ -101,13 +101,12 @@ class RecordedDraw:
 # ---------------------------------------------------------------------------------------------
 # transforms
 #
-# Two ways to plan, one way to run. `sample(draw, length)` plans one sequence from a `draw` (the
-# reference's draw order: TF replay, torch.Generator); `sample_keyed(draws, lengths, frames)` plans a
-# whole batch at once from `KeyedDraws` (one draw site per value, so no order at all). `stack` turns
-# per-sequence plans into the batched form, and `run` applies a batched plan to a padded batch:
-# {"fire": [B] bool, ...[B] values}. With eager=False, `run` reads nothing back to the host and its
-# number of ops does not depend on B (gates become selections); eager=True (CPU workers) may read
-# gates and sizes to skip work. `apply` is the per-sequence form of the same step.
+# Two ways to plan, one way to run a batch. `sample(draw, length)` plans one sequence from a `draw`
+# (the reference's draw order: TF replay, torch.Generator); `sample_keyed(draws, lengths, frames)`
+# plans a whole batch at once from `KeyedDraws` (one draw site per value, so no order at all).
+# `stack` turns per-sequence plans into the batched form {"fire": [B] bool, ...[B] values}, which
+# `rows.run_rows` applies to a batch. `apply` is the per-sequence form of a step; `run` applies a
+# batched plan to a padded batch, for steps after pad/resize.
 
 def _stack(params: List[Params], device) -> Dict[str, Any]:
     """Per-sequence params (None: gate not fired) -> the batched form, non-fired entries zero."""
@@ -121,10 +120,6 @@ def _stack(params: List[Params], device) -> Dict[str, Any]:
         out[k] = torch.stack([torch.as_tensor(p[k]) if p is not None else torch.zeros_like(ref)
                               for p in params]).to(device)
     return out
-
-
-def _fits(out: Optional[torch.Tensor], x: torch.Tensor, n: int) -> bool:
-    return out is not None and out.shape == (x.shape[0], n, x.shape[2])
 
 
 def _subset(params: Dict[str, Any], idx: torch.Tensor) -> Dict[str, Any]:
@@ -207,8 +202,8 @@ class Transform:
     def run(self, x: torch.Tensor, lengths: torch.Tensor, params: Dict[str, Any], eager: bool = False,
             out: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Apply a batched plan to a padded batch [B, T, C]: fired sequences get `apply`, the others
-        keep their values; returns (x, lengths). `out`: where a step whose result has out's shape
-        may write it (the batch slot a collate gives), or None."""
+        keep their values; returns (x, lengths). eager: may read the gates on the host to skip
+        work (else nothing is read back). `out`: the batch's own output tensor, or None."""
         all_fired = _gates(params, eager)
         if all_fired is False:
             return x, lengths
@@ -257,12 +252,6 @@ class RandomScale(Transform):
 
     def apply(self, x, params, lengths=None):
         return F.scale(x, params["factor"])
-
-    def run(self, x, lengths, params, eager=False, out=None):
-        if _gates(params, eager) is False:
-            return x, lengths
-        one = torch.ones((), dtype=torch.float32, device=x.device)  # x * 1 is x, bit for bit
-        return F.scale(x, torch.where(params["fire"], params["factor"], one)), lengths
 
     def _extra_repr(self):
         return f"range={self.range}"
@@ -361,10 +350,6 @@ class OneOf(Transform):
                 x = t.apply(x, p, lengths)
         return x
 
-    def run(self, x, lengths, params, eager=False, out=None):
-        for t, p in zip(self.transforms, params["sub"]):
-            x, lengths = t.run(x, lengths, p, eager)
-        return x, lengths
 
 
 class RandomTemporalSeqMask(Transform):
@@ -386,12 +371,6 @@ class RandomTemporalSeqMask(Transform):
 
     def apply(self, x, params, lengths=None):
         return F.temporal_seq_mask(x, params["start"], params["size"])
-
-    def run(self, x, lengths, params, eager=False, out=None):
-        if _gates(params, eager) is False:
-            return x, lengths
-        size = torch.where(params["fire"], params["size"], torch.zeros_like(params["size"]))  # size 0: no-op
-        return F.temporal_seq_mask(x, params["start"], size), lengths
 
     def _extra_repr(self):
         return f"frac={self.frac}"
@@ -420,18 +399,12 @@ class ConcatNormalized(Transform):
     def apply(self, x, params, lengths=None):
         return F.concat_normalized(x, F.normalize(x, *self._stats(x.device)))
 
-    def run(self, x, lengths, params, eager=False, out=None):
-        return self.apply(x, params, lengths), lengths
-
 
 class NanToZero(Transform):
     """NaN -> 0 in both halves."""
 
     def apply(self, x, params, lengths=None):
         return F.nan_to_zero(x)
-
-    def run(self, x, lengths, params, eager=False, out=None):
-        return self.apply(x, params, lengths), lengths
 
 
 class AddPos(Transform):
@@ -443,9 +416,6 @@ class AddPos(Transform):
 
     def apply(self, x, params, lengths=None):
         return F.add_pos(x, self.folded)
-
-    def run(self, x, lengths, params, eager=False, out=None):
-        return self.apply(x, params, lengths), lengths
 
 
 class RandomResample(Transform):
@@ -492,29 +462,6 @@ class RandomResample(Transform):
         method = m if isinstance(m, str) else F.METHODS[int(m)]
         return F.resample(x, params["size"], method, lengths)
 
-    def run(self, x, lengths, params, eager=False, out=None):
-        """Sequences that do not resample keep their frames, in a batch padded to a bound of the
-        new lengths (eager: to their max)."""
-        if _gates(params, eager) is False:
-            return x, lengths
-        fire, code = params["fire"], params["method"]
-        new = self.next_lengths(lengths, params)
-        n_out = int(new.max()) if eager else self.next_frames(x.shape[1])
-        keep = x[:, :n_out] if n_out <= x.shape[1] else torch.cat(
-            [x, x.new_zeros(x.shape[0], n_out - x.shape[1], x.shape[2])], dim=1)
-        out = keep
-        for m, method in enumerate(F.METHODS):
-            use = fire & (code == m)
-            if eager:  # only the sequences that use this method
-                idx = use.nonzero().flatten()
-                if idx.numel():
-                    out = out.clone() if out is keep else out
-                    out[idx] = F._resample_batch(x[idx], lengths[idx], new[idx], method, n_out, zero_tail=False)
-                continue
-            y = F._resample_batch(x, lengths, new, method, n_out, zero_tail=False)  # past a length: unread
-            out = _sel(use, y, out)
-        return out, new
-
     def _extra_repr(self):
         return f"rate={self.rate}"
 
@@ -539,9 +486,6 @@ class PadOrResize(Transform):
 
     def apply(self, x, params, lengths=None):
         return F.pad_or_resize(x, self.n, lengths)[0]
-
-    def run(self, x, lengths, params, eager=False, out=None):
-        return F.pad_or_resize(x, self.n, lengths, eager, out if _fits(out, x, self.n) else None)
 
 
 class RandomTemporalMask(Transform):
@@ -568,7 +512,7 @@ class RandomTemporalMask(Transform):
             return x, lengths
         keep = params["keep"][:, : x.shape[1]] | ~params["fire"].unsqueeze(1)  # x * 1 is x
         if eager and x is out:  # only the dropped frames (x * 0) before each length: padding is 0
-            rows = (~keep & (torch.arange(x.shape[1]) < lengths.unsqueeze(1))).flatten().nonzero().flatten()
+            rows = (~keep & (torch.arange(x.shape[1], device=x.device) < lengths.unsqueeze(1))).flatten().nonzero().flatten()
             flat = x.view(-1, x.shape[-1])
             flat.index_copy_(0, rows, flat.index_select(0, rows).mul_(0.0))
             return x, lengths
@@ -578,7 +522,7 @@ class RandomTemporalMask(Transform):
 class Compose(Transform):
     """Transforms in order. `sample` plans every step of one sequence (consuming its draws in the
     reference order) before anything is computed; `sample_keyed` plans a batch, transform i drawing
-    at site i; `run` applies either plan (`stack`ed) step by step to a padded batch."""
+    at site i; `rows.run_rows` runs either plan (`stack`ed) on a batch."""
 
     def __init__(self, transforms: Sequence[Transform]):
         self.transforms = list(transforms)
@@ -616,14 +560,6 @@ class Compose(Transform):
             if p is not None:
                 x = t.apply(x, p, lengths)
         return x
-
-    def run(self, x, lengths, params, eager=False, out=None):
-        for t, p in zip(self.transforms, params["plan"]):
-            x, lengths = t.run(x, lengths, p, eager, out)
-        if out is not None and x is not out:
-            out.copy_(x)
-            x = out
-        return x, lengths
 
     def __repr__(self):
         inner = "".join(f"\n  {t!r}," for t in self.transforms)

@@ -395,15 +395,14 @@ def resample(x: torch.Tensor, size: Param, method: Union[str, Sequence[str]] = "
     return out[0] if single else out
 
 
-def pad_or_resize(x: torch.Tensor, n: int = 320, lengths: Optional[torch.Tensor] = None, eager: bool = True,
+def pad_or_resize(x: torch.Tensor, n: int = 320, lengths: Optional[torch.Tensor] = None,
                   out: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Union[int, torch.Tensor]]:
     """To exactly n frames, as the reference: L < n is zero-padded (pos column included), L > n is
     bilinearly resized to n (tf.image.resize, half-pixel, no antialias), L == n is kept.
 
     Returns (out, length) with length = min(L, n), the number of non-padding frames. (The reference
     itself returns max(L, n) as `n_frames_`, see `reference.reference_n_frames`.)
-    eager=False reads nothing back to the host: every sequence is also resized, and each output is
-    chosen by its length (the device path). `out` [B, n, C]: written in place of a new tensor."""
+    `out` [B, n, C]: written in place of a new tensor."""
     single = not _is_batch(x)
     xb = x.unsqueeze(0) if single else x
     bsz, t, c = xb.shape
@@ -414,22 +413,14 @@ def pad_or_resize(x: torch.Tensor, n: int = 320, lengths: Optional[torch.Tensor]
         out = xb.new_empty(bsz, n, c)
     elif out.shape != (bsz, n, c):
         raise ValueError(f"out of shape {tuple(out.shape)} for a result of {(bsz, n, c)}")
-    if eager:  # each sequence copied or resized into its slot, the padding zeroed
-        for b, length in enumerate(lens.tolist()):
-            if length > n:
-                out[b] = _resample_batch(xb[b:b + 1], lens[b:b + 1], lens.new_full((1,), n), "bilinear", n, False)[0]
-            else:
-                out[b, :length] = xb[b, :length]
-                out[b, length:] = 0
-        length = lens.clamp_max(n)
-        return (out[0], int(length[0])) if single else (out, length)
-    keep = min(t, n)
-    valid = torch.arange(keep, device=dev).unsqueeze(0) < lens.unsqueeze(1)
-    torch.where(valid.unsqueeze(-1), xb[:, :keep], torch.zeros((), dtype=xb.dtype, device=dev), out=out[:, :keep])
-    out[:, keep:] = 0
-    resized = _resample_batch(xb, lens, torch.full_like(lens, n), "bilinear", n, False)
-    torch.where((lens > n).view(-1, 1, 1), resized, out, out=out)
-    return out, lens.clamp_max(n)
+    for b, length in enumerate(lens.tolist()):  # each sequence copied or resized into its slot, the padding zeroed
+        if length > n:
+            out[b] = _resample_batch(xb[b:b + 1], lens[b:b + 1], lens.new_full((1,), n), "bilinear", n, False)[0]
+        else:
+            out[b, :length] = xb[b, :length]
+            out[b, length:] = 0
+    length = lens.clamp_max(n)
+    return (out[0], int(length[0])) if single else (out, length)
 
 
 def temporal_mask(x: torch.Tensor, keep: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:

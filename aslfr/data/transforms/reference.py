@@ -123,7 +123,7 @@ def reference_preprocess(frames, means, stds, *, train: bool, key: Optional[int]
 
 
 def _keyed(pipe: A.Compose, x: torch.Tensor, lengths: torch.Tensor, keys: torch.Tensor, eager: bool):
-    """Plan a padded batch by its records' keys, on its device, and run the plan."""
+    """Plan a batch (padded or packed rows) by its records' keys, on its device, and run the plan."""
     frames = x.shape[1] if x.dim() == 3 else x.shape[0]  # a bound of the lengths, known without a read
     plan = pipe.sample_keyed(KeyedDraws(keys.to(x.device)), lengths, frames)
     return _run(pipe, x, lengths, plan, eager)
