@@ -64,12 +64,13 @@ def run(a: argparse.Namespace) -> None:
     try:
         train_files, valid_files = aslfr.fold_files(records / "train", a.valid_fold, sup_dir=sup)
         means, stds = aslfr.load_stats(records / "train")
-        train = aslfr.TFRecordShards(train_files, shuffle=True, seed=0,
-                                     transform=aslfr.ReferencePreprocess(means, stds, train=True))
-        valid = aslfr.TFRecordShards(valid_files, transform=aslfr.ReferencePreprocess(means, stds, train=False))
+        train = aslfr.TFRecordShards(train_files, shuffle=True, seed=0, keys=True)
+        valid = aslfr.TFRecordShards(valid_files)
+        train_input = aslfr.ReferenceCollate(means, stds, train=True)
+        valid_input = aslfr.ReferenceCollate(means, stds, train=False)
     except ValueError as e:  # the library's checks of what the user gave (--valid-fold, the stats)
         raise InputError(str(e)) from None
-    loader = DataLoader(train, batch_size=a.batch_size, num_workers=a.workers, collate_fn=aslfr.pad_collate,
+    loader = DataLoader(train, batch_size=a.batch_size, num_workers=a.workers, collate_fn=train_input,
                         persistent_workers=a.workers > 0, drop_last=True)
     model = TinyCTC(aslfr.n_cols())
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -98,7 +99,7 @@ def run(a: argparse.Namespace) -> None:
                              f"is dropped); use a smaller --batch-size or fewer --workers")
         epoch += 1
     with torch.no_grad():
-        nll = [ctc_losses(model, b, ctc) for b in DataLoader(valid, batch_size=32, collate_fn=aslfr.pad_collate)]
+        nll = [ctc_losses(model, b, ctc) for b in DataLoader(valid, batch_size=32, collate_fn=valid_input)]
     print(f"loss {first:.3f} -> {last:.3f} over {step} steps; valid CTC NLL {torch.cat(nll).mean():.3f} "
           f"(inference path, fold {a.valid_fold})")
 

@@ -109,22 +109,26 @@ def test_readme_python_snippet_runs_as_written(converted, tmp_path):
     code = _readme_snippet()
     assert "aslfr.fold_files" in code
     script = tmp_path / "snippet.py"
-    script.write_text(code + "\nprint('batch', sorted(batch), tuple(batch['frames'].shape))\n")
+    script.write_text(code + "\nprint('batch', sorted(batch), tuple(batch['frames'].shape))"
+                             "\nprint('valid', tuple(next(iter(valid))['frames'].shape))\n")
     res = _run(str(script), cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "'frames'" in res.stdout and ", 769)" in res.stdout
+    assert "'frames'" in res.stdout and "'mask'" in res.stdout and ", 384)" in res.stdout  # padded by unpack
+    assert ", 769)" in res.stdout.split("valid", 1)[1]
 
 
 def test_readme_training_snippets_run_as_written(converted, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out/demo").symlink_to(converted)
     code = _readme_snippet("## Training like the reference")
-    assert "ReferencePreprocess" in code and "reference_preprocess_batch" in code
+    assert "ReferenceCollate" in code and "pre.batch" in code
     script = tmp_path / "snippet.py"
-    script.write_text(code + "\nprint('out', tuple(x.shape), int(length.max()))\n")
+    script.write_text(code + "\nprint('out', tuple(x.shape), int(length.max()))"
+                             "\nprint('valid', tuple(next(iter(valid))['frames'].shape))\n")
     res = _run(str(script), cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert ", 320, 769)" in res.stdout
+    assert "out (" in res.stdout and ", 320, 769)" in res.stdout.split("out", 1)[1].split("\n")[0]
+    assert ", 320, 769)" in res.stdout.split("valid", 1)[1]
 
 
 def test_supplemental_sweep_and_merge(small_data, converted, tmp_path):
