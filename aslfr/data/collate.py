@@ -302,6 +302,6 @@ class ReferenceCollate:
         def fill(out: torch.Tensor) -> None:
             rows = torch.cat([torch.as_tensor(f, dtype=torch.float32) for f in frames])
             run_rows(pre.pipe, rows, Rows.packed(lengths, rows.shape[0]), plan, eager=True, out=out,
-                     own=len(frames) > 1)  # cat made a copy
+                     own=True)  # cat made a copy
 
         return _collate(items, False, name, fill, (pre.n_frames, n_cols()))
