@@ -238,3 +238,26 @@ def test_resample_bound_holds():
     for t in (1, 2, 3, 100, 2000):
         worst = F.resample_length(t, torch.tensor(1.5, dtype=torch.float32).nextafter(torch.tensor(0.0)))
         assert r.next_frames(t) >= worst
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_plan_made_on_the_host_gives_the_same_batch(train):
+    """Keys and lengths on the host, data on a device (a loader's batch on a GPU): the plan is made
+    on the host and the tail computed per group of (method, longer than 320), each output once.
+    Called here on the CPU directly: the same bits as the per-sequence path, every group present."""
+    from aslfr.data.transforms.rows import Rows, run_rows
+
+    pre = aslfr.ReferencePreprocess(MEANS, STDS, train=train)
+    x, lens = _batch(LENGTHS * 4, seed=2)
+    keys = torch.arange(len(lens)) * 7 + 1
+    packed = x[torch.arange(x.shape[1])[None] < lens[:, None]]
+    plan = pre.pipe.sample_keyed(KeyedDraws(keys), lens, packed.shape[0])
+    got, length = run_rows(pre.pipe, packed, Rows.packed(lens, packed.shape[0]), plan, False, host=(plan, lens))
+    for b in range(len(lens)):
+        single, n = reference_preprocess(x[b, : lens[b]], MEANS, STDS, train=train, key=int(keys[b]))
+        assert int(length[b]) == n and exact(got[b], single), b
+    if train:
+        res = plan["plan"][9]
+        new = torch.where(res["fire"], res["size"], lens)
+        groups = {(int(m), bool(n > 320)) for m, n, f in zip(res["method"], new, res["fire"]) if f}
+        assert groups == {(m, long_) for m in range(3) for long_ in (False, True)}, groups

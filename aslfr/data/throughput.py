@@ -90,32 +90,36 @@ def gpu_paths(records, means, stds, device: str, epochs: int, batch: int = 256) 
     batches = []
     for b in DataLoader(TFRecordShards(records, shuffle=True, seed=0, keys=True), batch_size=batch,
                         collate_fn=pack_collate):
-        batches.append((b["frames"].to(device), b["lengths"], b["key"].to(device)))  # packed rows
+        batches.append((b["frames"].to(device), b["lengths"], b["key"]))  # packed rows; lengths, keys on the host
         if len(batches) == 4:
             break
 
-    def augment_only() -> float:
+    def augment_only(on_host: bool = True) -> float:
+        """Keys on the host: planned there (the loader's case); else on the device, no host reads."""
         torch.cuda.synchronize()
         t, n = time.perf_counter(), 0
         for _ in range(10):
             for frames, lengths, keys in batches:
-                pre.batch(frames, lengths, keys)
+                pre.batch(frames, lengths if on_host else lengths.to(device), keys if on_host else keys.to(device))
                 n += len(lengths)
         torch.cuda.synchronize()
         return n / (time.perf_counter() - t)
 
-    augment_only()  # warm-up: caches, kernels
+    augment_only(), augment_only(False)  # warm-up: caches, kernels
     loop_args = dict(batch_size=batch, collate_fn=pack_collate, pin_memory=True)
 
     def consume(b):  # the packed rows to the device as they are: no padding to send or to touch
-        pre.batch(b["frames"].to(device, non_blocking=True), b["lengths"], b["key"].to(device, non_blocking=True))
+        pre.batch(b["frames"].to(device, non_blocking=True), b["lengths"], b["key"])
 
     def synced(rates):
         torch.cuda.synchronize()
         return rates
 
     return {
-        f"GPU augmentations, batch {batch}, input on the device": [augment_only() for _ in range(epochs)],
+        f"GPU augmentations, batch {batch}, input on the device, planned on the host": [
+            augment_only() for _ in range(epochs)],
+        f"GPU augmentations, batch {batch}, planned on the device (no host reads)": [
+            augment_only(False) for _ in range(epochs)],
         f"GPU reader alone, 2 workers, pack_collate batch {batch}": epoch_rates(
             TFRecordShards(records, shuffle=True, seed=0, keys=True), epochs, **loop_args),
         f"GPU whole loop: reader -> packed rows to the GPU -> augmentations, batch {batch}": synced(epoch_rates(

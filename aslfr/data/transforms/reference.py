@@ -129,11 +129,31 @@ def _keyed(pipe: A.Compose, x: torch.Tensor, lengths: torch.Tensor, keys: torch.
     return _run(pipe, x, lengths, plan, eager)
 
 
-def _run(pipe: A.Compose, x: torch.Tensor, lengths: torch.Tensor, plan, eager: bool, out=None):
+def _run(pipe: A.Compose, x: torch.Tensor, lengths: torch.Tensor, plan, eager: bool, out=None, host=None):
     """A batched plan on a padded batch [B, T, 384] or packed rows [sum(lengths), 384]."""
     if x.dim() == 2:
-        return run_rows(pipe, x, Rows.packed(lengths, x.shape[0]), plan, eager, out)
-    return run_rows(pipe, x.reshape(-1, x.shape[-1]), Rows.padded(lengths, x.shape[1]), plan, eager, out)
+        return run_rows(pipe, x, Rows.packed(lengths, x.shape[0]), plan, eager, out, host=host)
+    return run_rows(pipe, x.reshape(-1, x.shape[-1]), Rows.padded(lengths, x.shape[1]), plan, eager, out, host=host)
+
+
+def _on_host(pipe: A.Compose, x: torch.Tensor, lengths: torch.Tensor, host_lengths: torch.Tensor, keys: torch.Tensor):
+    """Keys and lengths on the host, data on a device (as a loader hands them): plan on the host,
+    where reading the plan costs nothing, send it over once, and let the device compute each output
+    once, by its own method (`rows._grouped`)."""
+    frames = x.shape[1] if x.dim() == 3 else x.shape[0]
+    plan = pipe.sample_keyed(KeyedDraws(keys), host_lengths, frames)
+    on_device = _to(plan, x.device)
+    return _run(pipe, x, lengths, on_device, False, host=(plan, host_lengths))
+
+
+def _to(plan, device):
+    if isinstance(plan, torch.Tensor):
+        return plan.to(device, non_blocking=True)
+    if isinstance(plan, dict):
+        return {k: _to(v, device) for k, v in plan.items()}
+    if isinstance(plan, list):
+        return [_to(v, device) for v in plan]
+    return plan
 
 
 def resampled_length(plan) -> Optional[int]:
@@ -195,6 +215,9 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool, key
         return x.new_zeros((0, n_frames, n_cols())), lens
     if draws is None and generator is None:
         keys = random_keys(bsz) if keys is None else torch.as_tensor(keys, dtype=torch.int64).reshape(bsz)
+        host = torch.as_tensor(lengths)
+        if eager is None and x.device.type != "cpu" and keys.device.type == "cpu" and host.device.type == "cpu":
+            return _on_host(pipe, x, lens, host.to(torch.int64).reshape(bsz), keys)
         return _keyed(pipe, x, lens, keys, eager=x.device.type == "cpu" if eager is None else eager)
     if keys is not None:
         raise ValueError("give keys= or draws= / generator=, not both")

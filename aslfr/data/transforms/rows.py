@@ -128,14 +128,73 @@ def _resampled(x: torch.Tensor, rows: Rows, at: torch.Tensor, p: Optional[Plan])
     return torch.where(bilinear.unsqueeze(-1), lerp, torch.where(bicubic.unsqueeze(-1), cubic, g[0]))
 
 
+def _at(x: torch.Tensor, start: torch.Tensor, length: torch.Tensor, size: torch.Tensor, at: torch.Tensor,
+        method: Optional[str]) -> torch.Tensor:
+    """Rows `at` [g, K] of g sequences resampled by one method (None: kept as they are) -> [g, K, C],
+    by the formulas of `_resample_batch`."""
+    g, k = at.shape
+
+    def gather(idx):
+        return x.index_select(0, (start.unsqueeze(1) + idx).reshape(-1)).view(g, k, -1)
+
+    if method is None:
+        return gather(at)
+    idx, w = F._resample_taps(length, size, k, method, at)
+    if method == "nearest":
+        return gather(idx[0])
+    if method == "bilinear":
+        a = gather(idx[0])
+        return a + (gather(idx[1]) - a) * w[0].unsqueeze(-1)
+    out = gather(idx[0]) * w[0].unsqueeze(-1)
+    for j in range(1, 4):
+        out = out + gather(idx[j]) * w[j].unsqueeze(-1)
+    return out
+
+
+def _grouped(x: torch.Tensor, rows: Rows, p: Optional[Plan], host: Tuple[Optional[Plan], torch.Tensor], n: int,
+             out: Optional[torch.Tensor]) -> torch.Tensor:
+    """With the plan on the host (free to read) and the data on a device: the sequences grouped by
+    resample method and by "longer than n", so that each output row is computed once, by its own
+    method (at most 8 groups: a fixed bound of ops, and no wait for the device)."""
+    hp, lengths = host
+    fired = hp["fire"] if hp is not None else torch.zeros(len(lengths), dtype=torch.bool)
+    size = torch.where(fired, hp["size"], lengths) if hp is not None else lengths
+    code = torch.where(fired, hp["method"], len(F.METHODS)) if hp is not None else torch.full_like(lengths, len(F.METHODS))
+    if out is None:
+        out = x.new_empty(len(lengths), n, x.shape[1])
+    o = torch.arange(n, device=x.device).unsqueeze(0)
+    for m in range(len(F.METHODS) + 1):
+        for long_ in (False, True):
+            sel = ((code == m) & ((size > n) == long_)).nonzero().flatten()
+            if not sel.numel():
+                continue
+            idx = sel.to(x.device, non_blocking=True)
+            start, length = rows.start[idx], rows.lengths[idx]
+            new = p["size"][idx] if m < len(F.METHODS) else length
+            method = F.METHODS[m] if m < len(F.METHODS) else None
+            if long_:
+                (lo, hi), (w,) = F._resample_taps(new, torch.full_like(new, n), n, "bilinear")
+                first = _at(x, start, length, new, lo, method)
+                vals = first + (_at(x, start, length, new, hi, method) - first) * w.unsqueeze(-1)
+            else:
+                vals = _at(x, start, length, new, torch.minimum(o, (new - 1).unsqueeze(1)), method)
+                vals = torch.where((o < new.unsqueeze(1)).unsqueeze(-1), vals, torch.zeros((), dtype=x.dtype, device=x.device))
+            out.index_copy_(0, idx, vals)
+    return out
+
+
 def _resample_and_pad(x: torch.Tensor, rows: Rows, p: Optional[Plan], n: int, eager: bool,
-                      out: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """RandomResample (plan p, or none) then PadOrResize(n), at the n output positions only."""
+                      out: Optional[torch.Tensor], host=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """RandomResample (plan p, or none) then PadOrResize(n), at the n output positions only.
+    host: (the resample's plan, the lengths) on the host, for a plan made there (`_grouped`)."""
     dev = x.device
     resampled = p is not None and not p.get("none")
     length = torch.where(p["fire"], p["size"], rows.lengths) if resampled else rows.lengths
     if eager:
         return _each(x, rows, p if resampled else None, n, out), length.clamp_max(n)
+    if host is not None:
+        return _grouped(x, rows, p if resampled else None, (host[0] if resampled else None, host[1]), n, out), \
+            length.clamp_max(n)
     o = torch.arange(n, device=dev).unsqueeze(0)
     (lo, hi), (w,) = F._resample_taps(length, torch.full_like(length, n), n, "bilinear")  # L > n: resize
     long_ = (length > n).unsqueeze(1)
@@ -172,10 +231,12 @@ def _each(x: torch.Tensor, rows: Rows, p: Optional[Plan], n: int, out: Optional[
 
 
 def run_rows(pipe: A.Compose, x: torch.Tensor, rows: Rows, plan: Plan, eager: bool,
-             out: Optional[torch.Tensor] = None, own: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+             out: Optional[torch.Tensor] = None, own: bool = False, host: Optional[Tuple[Plan, torch.Tensor]] = None
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
     """A batched plan (`Compose.sample_keyed` or `stack`) on rows x [N, 384] -> ([B, n, C], lengths [B]).
     The pipeline: frame-wise steps, then [RandomResample], PadOrResize, then any padded-batch steps.
-    eager steps work in place on x: it is copied first unless `own` (the caller's to overwrite)."""
+    eager steps work in place on x: it is copied first unless `own` (the caller's to overwrite).
+    host: (the same plan, the lengths) on the host, where the plan was made from keys there."""
     if eager and not own:
         x = x.clone()
     steps: List[Tuple[A.Transform, Plan]] = list(zip(pipe.transforms, plan["plan"]))
@@ -187,15 +248,16 @@ def run_rows(pipe: A.Compose, x: torch.Tensor, rows: Rows, plan: Plan, eager: bo
             continue
         x = _frame_step(*steps[i], x, rows, eager)
         i += 1
-    res = None
+    res, host_res = None, None
     if i < len(steps) and isinstance(steps[i][0], A.RandomResample):
-        res, i = steps[i][1], i + 1
+        res, host_res, i = steps[i][1], host[0]["plan"][i] if host else None, i + 1
     if i >= len(steps) or not isinstance(steps[i][0], A.PadOrResize):
         raise NotImplementedError("the rows path needs PadOrResize after the frame-wise steps (and RandomResample)")
     last = i == len(steps) - 1
     if eager and out is None:  # ours: the steps after pad/resize may work in place
         out = x.new_empty(len(rows.lengths), steps[i][0].n, x.shape[1])
-    y, lengths = _resample_and_pad(x, rows, res, steps[i][0].n, eager, out if last or eager else None)
+    y, lengths = _resample_and_pad(x, rows, res, steps[i][0].n, eager, out if last or eager else None,
+                                   (host_res, host[1]) if host else None)
     for step, p in steps[i + 1:]:
         y, lengths = step.run(y, lengths, p, eager, out)
     if out is not None and y is not out:
