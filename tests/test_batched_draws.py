@@ -52,6 +52,9 @@ def test_draws_depend_on_the_record_key_alone():
     assert torch.equal(KeyedDraws(keys[perm]).uniform(3), u[perm])
     assert torch.equal(KeyedDraws(keys[5:6]).uniform(3, 320), v[5:6])
     assert torch.equal(KeyedDraws(keys).prefetch(1, 8).uniform(3), u)
+    assert KeyedDraws(keys, elements_on="meta").uniform(3, 320).device.type == "meta"  # hashed where asked
+    on = KeyedDraws(keys, elements_on="cpu").at(1)
+    assert torch.equal(on.uniform(3), d.at(1).uniform(3)) and torch.equal(on.uniform(3, 320), d.at(1).uniform(3, 320))
     assert torch.equal(KeyedDraws(keys).at(2).prefetch(3, 4).at(1).uniform(2), d.at(2).at(1).uniform(2))
     # float32 multiples of 2^-24 in [0, 1); sites and elements differ
     assert u.dtype == torch.float32 and bool((u >= 0).all() & (u < 1).all())

@@ -501,8 +501,9 @@ class RandomTemporalMask(Transform):
         return {"keep": draw(0.0, 1.0, (length,)) > prob}
 
     def params_keyed(self, draws, lengths, frames):
-        prob = draws.between(1, *self.prob_range).unsqueeze(1) if self.prob_range else f32(self.prob)
-        return {"keep": draws.uniform(2, frames) > prob}  # element t: frame t
+        u = draws.uniform(2, frames)  # element t: frame t
+        prob = draws.between(1, *self.prob_range).unsqueeze(1).to(u.device) if self.prob_range else f32(self.prob)
+        return {"keep": u > prob}
 
     def apply(self, x, params, lengths=None):
         return F.temporal_mask(x, params["keep"])

@@ -58,11 +58,12 @@ class KeyedDraws:
     [0, high) (high a [B] tensor). `prefetch` hashes many scalar sites in one go: planning a batch
     then costs a fixed few dozen ops, whatever the number of sites or records."""
 
-    def __init__(self, keys, state: torch.Tensor | None = None, path: int = 0, table=None):
+    def __init__(self, keys, state: torch.Tensor | None = None, path: int = 0, table=None, elements_on=None):
         keys = torch.as_tensor(keys, dtype=torch.int64)
         if keys.dim() != 1:
             raise ValueError(f"keys must be one int64 per record, got shape {tuple(keys.shape)}")
         self.keys, self.path, self.table = keys, path, table
+        self.elements_on = elements_on  # where per-element draws are hashed (default: with the keys)
         if state is None:
             state = fmix32(fmix32((keys & _M32) ^ 0x2545F491) ^ ((keys >> 32) & _M32))
         self.state = state
@@ -72,13 +73,13 @@ class KeyedDraws:
         return self.keys.device
 
     def at(self, site: int) -> "KeyedDraws":
-        return KeyedDraws(self.keys, self.state, _site(self.path, site), self.table)
+        return KeyedDraws(self.keys, self.state, _site(self.path, site), self.table, self.elements_on)
 
     def prefetch(self, subs: int, sites: int) -> "KeyedDraws":
         """These draws with the scalar sites 0..sites-1 of each sub-site 0..subs-1 hashed at once."""
         consts = [_site(_site(self.path, i), s) for i in range(subs) for s in range(sites)]
         bits = fmix32(self.state.unsqueeze(1) ^ _constants(tuple(consts), self.device)) >> 8
-        return KeyedDraws(self.keys, self.state, self.path, ({c: k for k, c in enumerate(consts)}, bits))
+        return KeyedDraws(self.keys, self.state, self.path, ({c: k for k, c in enumerate(consts)}, bits), self.elements_on)
 
     def _bits(self, site: int, n: int | None) -> torch.Tensor:
         c = _site(self.path, site)
@@ -87,10 +88,13 @@ class KeyedDraws:
         h = fmix32(self.state ^ c)
         if n is None:
             return h >> 8
-        e = torch.arange(n, dtype=torch.int64, device=self.device)
+        if self.elements_on is not None:
+            h = h.to(self.elements_on, non_blocking=True)
+        e = torch.arange(n, dtype=torch.int64, device=h.device)
         return fmix32(h.unsqueeze(1) ^ e) >> 8
 
     def uniform(self, site: int, n: int | None = None) -> torch.Tensor:
+        """[B] (or, with n, [B, n] on `elements_on`) uniforms in [0, 1)."""
         return self._bits(site, n).to(torch.float32) * _SCALE
 
     def between(self, site: int, low: float, high: float, n: int | None = None) -> torch.Tensor:

@@ -141,7 +141,7 @@ def _on_host(pipe: A.Compose, x: torch.Tensor, lengths: torch.Tensor, host_lengt
     where reading the plan costs nothing, send it over once, and let the device compute each output
     once, by its own method (`rows._grouped`)."""
     frames = x.shape[1] if x.dim() == 3 else x.shape[0]
-    plan = pipe.sample_keyed(KeyedDraws(keys), host_lengths, frames)
+    plan = pipe.sample_keyed(KeyedDraws(keys, elements_on=x.device), host_lengths, frames)  # frame draws there
     on_device = _to(plan, x.device)
     return _run(pipe, x, lengths, on_device, False, host=(plan, host_lengths))
 
