@@ -170,8 +170,7 @@ def step_times(pre, x, lengths, keys, repeat: int = 5, eager: bool | None = None
     steps after; each timed to its end (the device synchronized). x: padded or packed."""
     from aslfr.data.transforms import reference, rows
 
-    dev = x.device
-    eager = dev.type == "cpu" if eager is None else eager
+    dev = x.device  # eager None: what pre.batch chooses (on a device with host keys: planned on the host)
 
     def sync():
         if dev.type == "cuda":
