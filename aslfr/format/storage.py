@@ -149,7 +149,7 @@ def open_read(loc: Location, start: int = 0, end: int | None = None,
     fs, path = _fs(loc, options)
     with _naming(loc):
         if end is not None and end - start <= BLOCK:
-            data = fs.cat_file(path, start, end) if end > start else b""
+            data = fs.cat_file(path, start=start, end=end) if end > start else b""
             yield io.BytesIO(data), start + len(data)
             return
         raw = fs.open(path, "rb", block_size=BLOCK, cache_type="none")
