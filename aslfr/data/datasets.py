@@ -14,7 +14,7 @@ from __future__ import annotations
 import operator
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -22,20 +22,22 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from aslfr.data.tensors import to_torch
 from aslfr.data.transforms.counter import record_key
-from aslfr.format import layout
+from aslfr.format import layout, storage
 from aslfr.format.manifest import ManifestError, checked_index, manifest_folds, no_duplicates, resolve_shards
 from aslfr.format.schema import decode_record, read_shard
-from aslfr.format.tfrecord import count_records, read_records
+from aslfr.format.tfrecord import count_from, records_from
 
 
-def shard_files(paths: str | Path | Iterable[str | Path], allow_partial: bool = False) -> list[Path]:
-    """The shard files of one or more records folders (as their manifests list them) or files."""
-    return resolve_shards(paths, allow_partial)
+def shard_files(paths: str | Path | Iterable[str | Path], allow_partial: bool = False,
+                storage_options: Mapping[str, Any] | None = None) -> list[Path | str]:
+    """The shard files of one or more records folders (as their manifests list them) or files;
+    a folder or file may be a URL (`s3://bucket/out/tfrecords/train`), and its shards are URLs."""
+    return resolve_shards(paths, allow_partial, storage_options)
 
 
-def _fold_count(records_dir: Path, folds: int | None) -> int:
+def _fold_count(records_dir: Path | str, folds: int | None, storage_options: Mapping[str, Any] | None = None) -> int:
     """The fold count from the folder's manifest; an explicit `folds` only where there is none."""
-    recorded = manifest_folds(records_dir) if records_dir.is_dir() else None
+    recorded = manifest_folds(records_dir, storage_options) if storage.is_dir(records_dir, storage_options) else None
     if recorded is None:
         if folds is None:
             raise ManifestError(f"{records_dir}: no manifest.json to take the fold count from; pass folds=")
@@ -46,39 +48,50 @@ def _fold_count(records_dir: Path, folds: int | None) -> int:
     return recorded
 
 
-def fold_of(path: str | Path, folds: int | None = None) -> int:
+def fold_of(path: str | Path, folds: int | None = None, storage_options: Mapping[str, Any] | None = None) -> int:
     """A shard's fold: its number modulo the fold count its folder's manifest records
     (`{file_index*folds+fold}.{count}.tfrec`)."""
-    path = Path(path)
-    parsed = layout.parse_shard_name(path.name)
+    path = storage.location(path)
+    parsed = layout.parse_shard_name(storage.name(path))
     if parsed is None:
         raise ManifestError(f"{path}: not a shard name ({{file_index*folds+fold}}.{{count}}.tfrec)")
-    return layout.fold_of_number(parsed[0], _fold_count(path.parent, folds))
+    return layout.fold_of_number(parsed[0], _fold_count(storage.parent(path), folds, storage_options))
 
 
 def fold_files(records_dir: str | Path, valid_fold: int = 0, folds: int | None = None, online: bool = False,
-               sup_dir: str | Path | None = None, allow_partial: bool = False) -> tuple[list[Path], list[Path]]:
+               sup_dir: str | Path | None = None, allow_partial: bool = False,
+               storage_options: Mapping[str, Any] | None = None) -> tuple[list[Path | str], list[Path | str]]:
     """(train files, valid files) as the reference training picks them: train = folds != valid_fold
     (all folds when `online`), valid = fold == valid_fold; supplemental shards (all folds) go to
     training only. The fold count comes from the manifest (`folds` is for folders without one)."""
-    records_dir = Path(records_dir)
-    files = shard_files(records_dir, allow_partial)
-    n = _fold_count(records_dir, folds)
+    records_dir = storage.location(records_dir)
+    files = shard_files(records_dir, allow_partial, storage_options)
+    n = _fold_count(records_dir, folds, storage_options)
     if not 0 <= valid_fold < n:
         raise ValueError(f"valid_fold must be in 0..{n - 1} ({records_dir} has {n} folds), got {valid_fold}")
     of = {f: layout.fold_of_number(layout.shard_sort_key(f), n) for f in files}
     valid = [f for f in files if of[f] == valid_fold]
     train = list(files) if online else [f for f in files if of[f] != valid_fold]
     if sup_dir is not None:
-        sup = shard_files(sup_dir, allow_partial)
+        sup = shard_files(sup_dir, allow_partial, storage_options)
         no_duplicates(files + sup)
         train += sup
     return train, valid
 
 
-def _record_count(path: Path) -> int:
-    parsed = layout.parse_shard_name(path.name)
-    return parsed[1] if parsed else count_records(path)
+def _record_count(path: Path | str, storage_options: Mapping[str, Any] | None = None) -> int:
+    parsed = layout.parse_shard_name(storage.name(path))
+    if parsed:
+        return parsed[1]
+    with storage.open_read(path, options=storage_options) as (f, size):
+        return count_from(f, size, path)
+
+
+def _records(path: Path | str, verify: bool, start: int, end: int | None, first_record: int,
+             storage_options: Mapping[str, Any] | None) -> Iterator[memoryview]:
+    """`read_records` for a path or a URL: records from byte `start` to `end`, through the storage seam."""
+    with storage.open_read(path, start, end, storage_options) as (f, size):
+        yield from records_from(f, size, path, verify, start, end, first_record)
 
 
 def distributed_rank() -> tuple[int, int] | None:
@@ -165,6 +178,8 @@ class TFRecordShards(IterableDataset):
     world size come from torch.distributed (initialize it before building the reader), torchrun's
     RANK / WORLD_SIZE, or `rank=` and `world_size=`; a rank outside 0..world_size-1 is an error.
     `keys=True`: each item also carries `key`, its record's random key (see the module docstring).
+    Paths may be URLs (`s3://bucket/out/tfrecords/train`, `gs://...`), read through
+    `aslfr.format.storage`; `storage_options` go to the filesystem (credentials, endpoint, ...).
 
         ds = TFRecordShards("out/tfrecords/train", shuffle=True, transform=FrameTransform(...))
         loader = DataLoader(ds, batch_size=32, num_workers=2, collate_fn=pad_collate)
@@ -173,8 +188,9 @@ class TFRecordShards(IterableDataset):
     def __init__(self, paths: str | Path | Sequence[str | Path], shuffle: bool = False, seed: int = 0,
                  shuffle_buffer: int = 256, verify: bool = True, transform: Callable | None = None,
                  torch_values: bool = True, rank: int | None = None, world_size: int | None = None,
-                 allow_partial: bool = False, keys: bool = False):
-        self.files = shard_files(paths, allow_partial)
+                 allow_partial: bool = False, keys: bool = False, storage_options: Mapping[str, Any] | None = None):
+        self.storage_options = dict(storage_options or {})
+        self.files = shard_files(paths, allow_partial, self.storage_options)
         self.keys = keys
         self.rank, self.world_size = _reader_rank(rank, world_size)
         if shuffle_buffer < 0:
@@ -182,7 +198,7 @@ class TFRecordShards(IterableDataset):
         self.shuffle, self.seed, self.shuffle_buffer = shuffle, seed, shuffle_buffer
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self._epoch = _SharedEpoch()
-        self.counts = [_record_count(f) for f in self.files]
+        self.counts = [_record_count(f, self.storage_options) for f in self.files]
 
     @property
     def epoch(self) -> int:
@@ -214,13 +230,13 @@ class TFRecordShards(IterableDataset):
         if a == 0 and b == self.counts[i]:
             start, end = 0, None
         else:
-            offsets = checked_index(path, self.counts[i])
+            offsets = checked_index(path, self.counts[i], self.storage_options)
             if offsets is None:
                 raise FileNotFoundError(f"{path}: index file needed to split this file across readers "
-                                        f"({layout.index_name(path.name)}; convert with index_files=true)")
+                                        f"({layout.index_name(storage.name(path))}; convert with index_files=true)")
             start = offsets[a][0]
             end = offsets[b][0] if b < len(offsets) else None
-        for n, data in enumerate(read_records(path, self.verify, start, end, first_record=a), start=a):
+        for n, data in enumerate(_records(path, self.verify, start, end, a, self.storage_options), start=a):
             yield (i, n), decode_record(data, f"{path}: record {n}")
 
     def __iter__(self) -> Iterator[Any]:
@@ -264,16 +280,17 @@ class TFRecordIndexed(Dataset):
 
     def __init__(self, paths: str | Path | Sequence[str | Path], verify: bool = True,
                  transform: Callable | None = None, torch_values: bool = True, allow_partial: bool = False,
-                 seed: int = 0, keys: bool = False):
-        self.files = shard_files(paths, allow_partial)
+                 seed: int = 0, keys: bool = False, storage_options: Mapping[str, Any] | None = None):
+        self.storage_options = dict(storage_options or {})
+        self.files = shard_files(paths, allow_partial, self.storage_options)
         self.keys = keys
         self.seed, self._epoch = seed, _SharedEpoch()
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self._where: list[tuple[int, int, int, int]] = []  # (file, record in file, offset, framed size)
         for fi, path in enumerate(self.files):
-            offsets = checked_index(path, _record_count(path))
+            offsets = checked_index(path, _record_count(path, self.storage_options), self.storage_options)
             if offsets is None:
-                raise FileNotFoundError(f"{path}: no index file {layout.index_name(path.name)} "
+                raise FileNotFoundError(f"{path}: no index file {layout.index_name(storage.name(path))} "
                                         "(convert with index_files=true)")
             self._where += [(fi, k, o, n) for k, (o, n) in enumerate(offsets)]
 
@@ -292,7 +309,7 @@ class TFRecordIndexed(Dataset):
             raise IndexError(f"record {i} out of range: {len(self._where)} records")
         fi, k, offset, size = self._where[i]
         path = self.files[fi]
-        data = next(read_records(path, self.verify, offset, offset + size, first_record=k))
+        data = next(_records(path, self.verify, offset, offset + size, k, self.storage_options))
         rec = decode_record(data, f"{path}: record {k} at byte {offset}")
         item = to_torch(rec) if self.torch_values else rec
         return _keyed(self.transform, item, record_key(self.seed, self.epoch, fi, k), self)

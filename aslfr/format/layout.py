@@ -112,7 +112,12 @@ def shard_sort_key(path: str | Path) -> int:
 
 def glob_shards(directory: str | Path) -> list[Path]:
     """The shard files in a folder, by shard number (what is there, manifest or not)."""
-    return sorted((p for p in Path(directory).glob("*.tfrec") if parse_shard_name(p.name)), key=shard_sort_key)
+    return shards_among(Path(directory).glob("*.tfrec"))
+
+
+def shards_among(entries):
+    """The shard files among a folder's entries (paths or URLs), by shard number."""
+    return sorted((p for p in entries if parse_shard_name(Path(p).name)), key=shard_sort_key)
 
 
 def fold_of_number(number: int, folds: int) -> int:

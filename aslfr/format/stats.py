@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
+from aslfr.format import storage
 from aslfr.format.layout import MEANS, STDS
 from aslfr.format.vocab import N_COLS
 
@@ -49,17 +51,19 @@ def encode_stats(means, stds) -> dict[str, bytes]:
     return out
 
 
-def load_stats(records_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """means.npy and stds.npy written beside the records, validated; errors name the file."""
-    d = Path(records_dir)
+def load_stats(records_dir: str | Path,
+               storage_options: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """means.npy and stds.npy written beside the records (a folder or a URL), validated; errors
+    name the file."""
+    d = storage.location(records_dir)
     out = []
     for name in (MEANS, STDS):
-        path = d / name
-        if not path.is_file():
+        path = storage.join(d, name)
+        if not storage.is_file(path, storage_options):
             raise FileNotFoundError(f"{d}: no {name} (written when a conversion finishes; "
                                     "`python -m aslfr.stats` recomputes it)")
         try:
-            a = np.load(path, allow_pickle=False)
+            a = np.load(io.BytesIO(storage.read_bytes(path, storage_options)), allow_pickle=False)
         except OSError as e:
             raise OSError(f"{path}: unreadable ({e.strerror or e})") from None
         except (ValueError, EOFError):

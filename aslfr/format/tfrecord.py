@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import crc32c
 
@@ -40,15 +40,11 @@ def index_bytes(offsets: list[tuple[int, int]]) -> bytes:
     return "".join(f"{o} {n}\n" for o, n in offsets).encode()
 
 
-def read_index(path: str | Path, records: int | None = None, shard_bytes: int | None = None) -> list[tuple[int, int]]:
-    """(offset, framed size) per record from an index file, validated: every line two integers,
-    records back to back from byte 0, and, when given, `records` lines ending at `shard_bytes`.
-    Errors name the index file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise CorruptRecordError(f"{path}: index file unreadable ({e.strerror or e})") from None
+def parse_index(text: str, path: str | Path, records: int | None = None,
+                shard_bytes: int | None = None) -> list[tuple[int, int]]:
+    """(offset, framed size) per record from the text of index file `path`, validated: every line
+    two integers, records back to back from byte 0, and, when given, `records` lines ending at
+    `shard_bytes`. Errors name the index file."""
     out: list[tuple[int, int]] = []
     expected = 0
     for n, line in enumerate(text.splitlines()):
@@ -80,57 +76,68 @@ def file_crc32c(path: str | Path) -> str:
 
 def read_records(path: str | Path, verify: bool = True, start: int = 0, end: int | None = None,
                  first_record: int = 0) -> Iterator[memoryview]:
-    """Yield the serialized records (writable memoryviews) of one TFRecord file from byte `start` to `end`.
+    """Yield the serialized records (writable memoryviews) of one local TFRecord file from byte
+    `start` to `end` (`records_from`; URLs are read through `aslfr.format.storage`)."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        yield from records_from(f, os.fstat(f.fileno()).st_size, path, verify, start, end, first_record)
+
+
+def records_from(f: BinaryIO, size: int, path: str | Path, verify: bool = True, start: int = 0,
+                 end: int | None = None, first_record: int = 0) -> Iterator[memoryview]:
+    """The records of file `path` (`size` bytes) from byte `start` to `end`, read from `f`, whose
+    reads begin at byte `start`.
 
     With `verify`, both CRCs of every record are checked. Errors name the file and the record's
     number (counted from `first_record`) and byte offset. A length header is checked against the
     bytes left in the file before anything is allocated for it."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        f.seek(start)
-        pos, n = start, first_record
-        while end is None or pos < end:
-            header = f.read(12)
-            if not header:
-                return
-            where = f"{path}: record {n} at byte {pos}"
-            if len(header) < 12:
-                raise CorruptRecordError(f"{where}: truncated length header")
-            length_bytes = header[:8]
-            if verify and masked_crc(length_bytes) != header[8:]:
-                raise CorruptRecordError(f"{where}: length CRC mismatch")
-            (length,) = _HEADER.unpack(length_bytes)
-            if end is not None and pos + OVERHEAD + length > end:
-                raise CorruptRecordError(f"{where}: record runs past byte {end} given by the index")
-            _check_length(where, length, size - pos - OVERHEAD)
-            buf = bytearray(length + 4)  # writable, so decoded arrays need no copy
-            got = f.readinto(buf)
-            if got < length + 4:
-                raise CorruptRecordError(f"{where}: truncated record ({max(got - 4, 0)} of {length} bytes)")
-            view = memoryview(buf)
-            data = view[:length]
-            if verify and masked_crc(data) != bytes(view[length:]):
-                raise CorruptRecordError(f"{where}: data CRC mismatch")
-            yield data
-            pos += OVERHEAD + length
-            n += 1
+    pos, n = start, first_record
+    while end is None or pos < end:
+        header = f.read(12)
+        if not header:
+            return
+        where = f"{path}: record {n} at byte {pos}"
+        if len(header) < 12:
+            raise CorruptRecordError(f"{where}: truncated length header")
+        length_bytes = header[:8]
+        if verify and masked_crc(length_bytes) != header[8:]:
+            raise CorruptRecordError(f"{where}: length CRC mismatch")
+        (length,) = _HEADER.unpack(length_bytes)
+        if end is not None and pos + OVERHEAD + length > end:
+            raise CorruptRecordError(f"{where}: record runs past byte {end} given by the index")
+        _check_length(where, length, size - pos - OVERHEAD)
+        buf = bytearray(length + 4)  # writable, so decoded arrays need no copy
+        got = f.readinto(buf)
+        if got < length + 4:
+            raise CorruptRecordError(f"{where}: truncated record ({max(got - 4, 0)} of {length} bytes)")
+        view = memoryview(buf)
+        data = view[:length]
+        if verify and masked_crc(data) != bytes(view[length:]):
+            raise CorruptRecordError(f"{where}: data CRC mismatch")
+        yield data
+        pos += OVERHEAD + length
+        n += 1
 
 
 def count_records(path: str | Path) -> int:
-    """Records in a file, walking the length headers only."""
-    pos, n = 0, 0
+    """Records in a local file, walking the length headers only."""
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        while pos < size:
-            f.seek(pos)
-            header = f.read(8)
-            where = f"{path}: record {n} at byte {pos}"
-            if len(header) < 8:
-                raise CorruptRecordError(f"{where}: truncated length header")
-            (length,) = _HEADER.unpack(header)
-            _check_length(where, length, size - pos - OVERHEAD)
-            pos += OVERHEAD + length
-            n += 1
+        return count_from(f, os.fstat(f.fileno()).st_size, path)
+
+
+def count_from(f: BinaryIO, size: int, path: str | Path) -> int:
+    """Records in file `path` (`size` bytes, open as `f`), walking the length headers only."""
+    pos, n = 0, 0
+    while pos < size:
+        f.seek(pos)
+        header = f.read(8)
+        where = f"{path}: record {n} at byte {pos}"
+        if len(header) < 8:
+            raise CorruptRecordError(f"{where}: truncated length header")
+        (length,) = _HEADER.unpack(header)
+        _check_length(where, length, size - pos - OVERHEAD)
+        pos += OVERHEAD + length
+        n += 1
     return n
 
 

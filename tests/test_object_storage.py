@@ -1,0 +1,162 @@
+"""Training from a bucket: the readers over `s3://` against moto's S3 server, started in this
+process on 127.0.0.1 (fake credentials, no instance metadata: nothing leaves the machine). The
+local reader over the same converted records is the reference each URL read is compared with."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (a test extra: pip install -e '.[test]')")
+s3fs = pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip install -e '.[s3,test]')")
+
+from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files  # noqa: E402
+from aslfr.format import storage  # noqa: E402
+from aslfr.format.manifest import ManifestError  # noqa: E402
+from aslfr.format.stats import StatsError, load_stats  # noqa: E402
+
+ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+       "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def bucket(s3_endpoint, converted):
+    """A bucket holding the `converted` fixture's output under `out/` (receipts left out)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+            mp.setenv(k, v)
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        name = f"aslfr-{uuid.uuid4().hex[:12]}"
+        fs.mkdir(name)
+        for p in sorted(converted.rglob("*")):
+            rel = p.relative_to(converted)
+            if p.is_file() and ".aslfr" not in rel.parts and ".hydra" not in rel.parts:
+                assert p.stat().st_size <= 16 << 20  # moto reads a whole object per GET
+                fs.pipe_file(f"{name}/out/{rel.as_posix()}", p.read_bytes())
+        yield f"s3://{name}"
+
+
+@pytest.fixture(autouse=True)
+def s3_env(s3_endpoint, monkeypatch):
+    for k, v in {**ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(k, v)
+
+
+def _put(url: str, data: bytes) -> None:
+    s3fs.S3FileSystem(skip_instance_cache=True).pipe_file(url, data)
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], str):
+            assert a[k] == b[k], k
+        else:
+            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+            assert torch.equal(torch.nan_to_num(a[k], nan=-7.0), torch.nan_to_num(b[k], nan=-7.0)), k
+
+
+@pytest.mark.parametrize("sub", ["train", "sup"])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shards_from_a_bucket_equal_the_local_folder(converted, bucket, sub, shuffle):
+    kw = dict(shuffle=shuffle, seed=5, shuffle_buffer=8)
+    local = list(TFRecordShards(converted / "tfrecords" / sub, **kw))
+    remote_ds = TFRecordShards(f"{bucket}/out/tfrecords/{sub}/", **kw)
+    assert all(isinstance(f, str) and f.startswith(f"{bucket}/out/tfrecords/{sub}/") for f in remote_ds.files)
+    remote = list(remote_ds)
+    assert len(remote) == len(local) > 0
+    for a, b in zip(remote, local):
+        _same(a, b)
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_each_record_once_over_forked_workers_and_ranks(converted, bucket, world):
+    """The parent lists the bucket (its client used) before the workers fork: each worker must build
+    its own. Ranks 1 and 2 start inside files, through the index (a ranged stream)."""
+    expected = sorted(int(x["sequence_id"]) for x in TFRecordShards(converted / "tfrecords/train"))
+    seen = []
+    for rank in range(world):
+        ds = TFRecordShards(f"{bucket}/out/tfrecords/train", shuffle=True, seed=3, shuffle_buffer=4,
+                            rank=rank, world_size=world)
+        loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork", timeout=120)
+        seen += [int(x["sequence_id"]) for x in loader]
+    assert sorted(seen) == expected and len(expected) == 48
+
+
+def test_indexed_random_access_equals_local(converted, bucket):
+    local = TFRecordIndexed(converted / "tfrecords/train")
+    remote = TFRecordIndexed(f"{bucket}/out/tfrecords/train")
+    assert len(remote) == len(local) == 48
+    for i in (0, 47, 13, -1, 30, 1):
+        _same(remote[i], local[i])
+
+
+def test_fold_files_and_stats_from_a_bucket_equal_local(converted, bucket):
+    local = fold_files(converted / "tfrecords/train", valid_fold=1, sup_dir=converted / "tfrecords/sup")
+    remote = fold_files(f"{bucket}/out/tfrecords/train", valid_fold=1, sup_dir=f"{bucket}/out/tfrecords/sup")
+    for r, lo in zip(remote, local):
+        assert [storage.name(u) for u in r] == [p.name for p in lo] and len(lo) > 0
+        assert all(u.startswith(f"{bucket}/out/tfrecords/") for u in r)
+    for r, lo in zip(load_stats(f"{bucket}/out/tfrecords/train"), load_stats(converted / "tfrecords/train")):
+        assert r.dtype == np.float32 and np.array_equal(r, lo)
+
+
+def test_missing_bucket_key_and_empty_objects_name_the_url(converted, bucket):
+    url = "s3://no-such-bucket-aslfr/out/tfrecords/train"
+    with pytest.raises(ManifestError, match=f"^{url}: no such records folder or shard file$"):
+        TFRecordShards(url)
+    shard = f"{bucket}/out/tfrecords/train/999.1.tfrec"
+    with pytest.raises(ManifestError, match=f"^{shard}: no such records folder or shard file$"):
+        TFRecordIndexed(shard)
+    with pytest.raises(FileNotFoundError, match=f"^{bucket}/out/tfrecords: no means.npy"):
+        load_stats(f"{bucket}/out/tfrecords")
+
+    empty = f"{bucket}/empty-{uuid.uuid4().hex[:8]}"
+    for name in ("means.npy", "stds.npy", "manifest.json"):
+        _put(f"{empty}/{name}", b"")
+    with pytest.raises(StatsError, match=f"^{empty}/means.npy: not a NumPy .npy array file$"):
+        load_stats(empty)
+    with pytest.raises(ManifestError, match=f"^{empty}/manifest.json: unreadable manifest"):
+        TFRecordShards(empty)
+
+    # a folder whose manifest lists a shard that is a 0-byte object
+    broken = f"{bucket}/broken-{uuid.uuid4().hex[:8]}"
+    train = converted / "tfrecords/train"
+    first = sorted(train.glob("*.tfrec"), key=lambda p: int(p.name.split(".")[0]))[0]
+    _put(f"{broken}/manifest.json", (train / "manifest.json").read_bytes())
+    for p in train.glob("*.tfrec"):
+        _put(f"{broken}/{p.name}", b"" if p == first else p.read_bytes())
+    with pytest.raises(ManifestError, match=f"^{broken}: shard {first.name} has 0 bytes, manifest.json says "
+                                            f"{first.stat().st_size}$"):
+        TFRecordShards(broken)
+
+
+def test_wrong_credentials_name_the_url(bucket, monkeypatch):
+    """moto accepts any credentials unless its IAM checks are on (INITIAL_NO_AUTH_ACTION_COUNT=0, read
+    per request); then an unknown access key is refused as real S3 refuses it."""
+    from moto import settings
+
+    monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    url = f"{bucket}/out/tfrecords/train"
+    wrong = {"key": "AKIAWRONGWRONGWRONG0", "secret": "wrong"}
+    with pytest.raises(PermissionError, match=f"^{url}: "):
+        TFRecordShards(url, storage_options=wrong)
+    with pytest.raises(PermissionError, match=f"^{url}/means.npy: "):
+        load_stats(url, storage_options=wrong)
