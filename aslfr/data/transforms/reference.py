@@ -195,8 +195,10 @@ def reference_preprocess_batch(frames, lengths, means, stds, *, train: bool, key
     with lengths [B] -> (out [B, n_frames, 769], lengths [B]).
 
     Every sequence gets its own draws. `keys` [B] (int64, e.g. a `pack_collate` batch's "key"):
-    counter-based, the whole batch planned in a few vectorized ops on the input's device, with
-    nothing read back to the host, each sequence exactly as `reference_preprocess(key=)` gives it.
+    counter-based, each sequence exactly as `reference_preprocess(key=)` gives it, the whole batch
+    planned in a few vectorized ops where the keys are. Keys and lengths on the host with the input
+    on a device (a loader's batch on a GPU): planned on the host, each output computed once by its
+    own method; keys on the device: nothing is read back to the host, a fixed number of ops.
     Or, in the reference's order, `draws` (one callable per sequence, or one used for sequence 0's
     draws, then sequence 1's, ...) or `generator` (TorchDraw); with none, keys from torch's global
     RNG. The result equals `reference_preprocess` per sequence. An empty batch (B=0) gives the same
