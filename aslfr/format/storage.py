@@ -156,3 +156,14 @@ def open_read(loc: Location, start: int = 0, end: int | None = None,
         with io.BufferedReader(raw, BLOCK) as f:
             f.seek(start)
             yield f, raw.size
+
+
+def open_random(loc: Location, options: Mapping[str, Any] | None = None) -> BinaryIO:
+    """A binary file for scattered reads (a parquet file's column chunks): each read of a URL is one
+    ranged request for exactly the bytes asked, with no read-ahead and no buffer of ours (both would
+    fetch bytes between the chunks the reader wants). Callers close it."""
+    if not is_url(loc):
+        return open(loc, "rb")
+    fs, path = _fs(loc, options)
+    with _naming(loc):
+        return fs.open(path, "rb", cache_type="none")
