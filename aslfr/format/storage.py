@@ -23,7 +23,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping, Union
+from typing import Any, BinaryIO, Iterator, Mapping, Sequence, Union
 
 #: A local path or a URL string.
 Location = Union[Path, str]
@@ -167,3 +167,16 @@ def open_random(loc: Location, options: Mapping[str, Any] | None = None) -> Bina
     fs, path = _fs(loc, options)
     with _naming(loc):
         return fs.open(path, "rb", cache_type="none")
+
+
+def open_parquet(loc: Location, columns: Sequence[str], options: Mapping[str, Any] | None = None) -> BinaryIO:
+    """A parquet file of which only the footer and the chunks of `columns` (and of the pandas index)
+    will be read: a URL's footer is fetched, then every such chunk at once, in concurrent ranged
+    requests (fsspec.parquet), into memory. Per-read requests would pay one round trip a column chunk."""
+    if not is_url(loc):
+        return open(loc, "rb")
+    import fsspec.parquet
+
+    fs, path = _fs(loc, options)
+    with _naming(loc):
+        return fsspec.parquet.open_parquet_file(path, fs=fs, columns=list(columns), engine="pyarrow")

@@ -18,10 +18,10 @@ from aslfr.format.vocab import SELECTED_COLUMNS
 _COLUMN_CHUNK = 8
 
 
-def _open(path: str):
-    """A URL is read through an uncached file, one ranged request per read, and pyarrow pre-buffers:
-    it coalesces the column chunks of each `_read` into a few requests. s3fs's default read-ahead
-    fetched megabytes per scattered chunk (25-30x slower than this over a local S3 server)."""
+def _open(path: str, columns: Sequence[str]):
+    """The file, of which a URL's `columns` (and its index) are fetched up front, concurrently: s3fs's
+    default read-ahead fetched megabytes per scattered column chunk (25-30x slower over a local S3
+    server), and a request per chunk would pay a round trip each."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -29,7 +29,7 @@ def _open(path: str):
     if not (storage.is_file(path) if url else Path(path).is_file()):
         raise InputError(f"{path}: parquet file not found")
     try:
-        return pq.ParquetFile(storage.open_random(path), pre_buffer=True) if url else pq.ParquetFile(path)
+        return pq.ParquetFile(storage.open_parquet(path, [*columns, "sequence_id"])) if url else pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         raise InputError(f"{path}: corrupt or truncated parquet file ({_one_line(e)})") from None
 
@@ -47,7 +47,7 @@ def _index_column(pf) -> str:
 
 def read_sequence_ids(path: str) -> np.ndarray:
     """The file's sequence ids in first-appearance order (reads only the index column)."""
-    pf = _open(path)
+    pf = _open(path, [])
     col = _index_column(pf)
     ids = _read(pf, path, [col]).column(0).to_numpy()
     _, first = np.unique(ids, return_index=True)
@@ -149,7 +149,7 @@ def read_landmarks(path: str, columns: Sequence[str] = SELECTED_COLUMNS, reuse_b
 
     With `reuse_buffer` the frames live in a per-process buffer that the next call overwrites
     (the converter holds one file at a time)."""
-    pf = _open(path)
+    pf = _open(path, columns)
     index = _index_column(pf)
     _check_schema(pf, path, columns, index)
     n = pf.metadata.num_rows
