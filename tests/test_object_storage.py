@@ -217,3 +217,17 @@ def test_a_missing_parquet_object_is_one_error_line_naming_the_url(small_data, s
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert res.returncode == 1, res.stderr[-2000:]
     assert res.stderr.strip().splitlines() == [f"aslfr: error: s3://{name}/data/{gone}: parquet file not found"]
+
+
+def test_parts_converted_from_a_bucket_merge_with_the_data_dir_url(converted, data_bucket, tmp_path):
+    """Two jobs' parts (finalize off, as in a sweep), then `python -m aslfr.merge data_dir=s3://...`,
+    which re-reads the CSV and the parquet identities from the bucket."""
+    src = f"{data_bucket}/data"
+    for index in (0, 1):
+        convert(src, tmp_path, f"shard_index={index}", "shard_count=2", "num_workers=0", finalize=False)
+    assert not (tmp_path / "tfrecords/train/manifest.json").exists()
+    res = subprocess.run([sys.executable, "-m", "aslfr.merge", f"out_dir={tmp_path}", f"data_dir={src}"],
+                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert tree_bytes(tmp_path / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")
