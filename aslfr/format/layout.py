@@ -16,8 +16,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from aslfr.format import storage
-
 
 @dataclass(frozen=True)
 class Split:
@@ -62,8 +60,8 @@ RECEIPTS = ".aslfr"
 LOCK = "lock"
 
 
-def csv_path(data_dir: str | Path, split_name: str) -> storage.Location:
-    return storage.join(storage.location(data_dir), split(split_name).csv)
+def csv_path(data_dir: str | Path, split_name: str) -> Path:
+    return Path(data_dir) / split(split_name).csv
 
 
 def records_dir(out_dir: str | Path, split_name: str) -> Path:
