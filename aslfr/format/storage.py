@@ -159,9 +159,9 @@ def open_read(loc: Location, start: int = 0, end: int | None = None,
 
 
 def open_random(loc: Location, options: Mapping[str, Any] | None = None) -> BinaryIO:
-    """A binary file for scattered reads (a parquet file's column chunks): each read of a URL is one
-    ranged request for exactly the bytes asked, with no read-ahead and no buffer of ours (both would
-    fetch bytes between the chunks the reader wants). Callers close it."""
+    """A binary file for a few reads at known offsets (a parquet footer): each read of a URL is one
+    ranged request for exactly the bytes asked, with no read-ahead (s3fs's default fetches megabytes
+    a miss) and no buffer of ours. Callers close it."""
     if not is_url(loc):
         return open(loc, "rb")
     fs, path = _fs(loc, options)
