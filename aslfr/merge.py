@@ -22,7 +22,9 @@ def _app(cfg: DictConfig) -> None:
         missing = [k for k in ("out_dir", "data_dir") if cfg.get(k) is None]
         if missing:
             raise InputError(f"merge needs {' and '.join(f'{k}=' for k in missing)} (the conversion jobs' values)")
-        paths = [str(Path(cfg[k]).expanduser().absolute()) for k in ("out_dir", "data_dir")]
+        from aslfr.convert.cli import local_or_url
+
+        paths = [str(Path(cfg.out_dir).expanduser().absolute()), local_or_url(cfg.data_dir)]
         for line in merge_parts(*paths, cfg.split.name if "split" in cfg else None, cfg.get("folds")):
             print(line, flush=True)
 

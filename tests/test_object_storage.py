@@ -4,7 +4,11 @@ local reader over the same converted records is the reference each URL read is c
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
 
 import numpy as np
@@ -14,6 +18,8 @@ from torch.utils.data import DataLoader
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (a test extra: pip install -e '.[test]')")
 s3fs = pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip install -e '.[s3,test]')")
+
+from conftest import ROOT, convert, tree_bytes  # noqa: E402
 
 from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files  # noqa: E402
 from aslfr.format import storage  # noqa: E402
@@ -50,6 +56,27 @@ def bucket(s3_endpoint, converted):
             if p.is_file() and ".aslfr" not in rel.parts and ".hydra" not in rel.parts:
                 assert p.stat().st_size <= 16 << 20  # moto reads a whole object per GET
                 fs.pipe_file(f"{name}/out/{rel.as_posix()}", p.read_bytes())
+        yield f"s3://{name}"
+
+
+def _upload(fs, local, prefix: str, leave_out: str | None = None) -> None:
+    for p in sorted(local.rglob("*")):
+        rel = p.relative_to(local).as_posix()
+        if p.is_file() and rel != leave_out:
+            assert p.stat().st_size <= 16 << 20  # moto reads a whole object per GET
+            fs.pipe_file(f"{prefix}/{rel}", p.read_bytes())
+
+
+@pytest.fixture(scope="session")
+def data_bucket(s3_endpoint, small_data):
+    """A bucket holding the `small_data` competition folder under `data/`."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+            mp.setenv(k, v)
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        name = f"aslfr-in-{uuid.uuid4().hex[:12]}"
+        fs.mkdir(name)
+        _upload(fs, small_data, f"{name}/data")
         yield f"s3://{name}"
 
 
@@ -160,3 +187,47 @@ def test_wrong_credentials_name_the_url(bucket, monkeypatch):
         TFRecordShards(url, storage_options=wrong)
     with pytest.raises(PermissionError, match=f"^{url}/means.npy: "):
         load_stats(url, storage_options=wrong)
+
+
+def test_convert_from_a_bucket_equals_the_local_conversion(converted, data_bucket, tmp_path):
+    """CSV and parquet read from s3:// by 2 forked workers (the parent's client used first, for the CSV
+    and the parquet identities); the records, and the receipts' relative sources, as from disk."""
+    src = f"{data_bucket}/data/"  # a trailing "/" is the same prefix
+    for split in ("train", "supplemental"):
+        convert(src, tmp_path, f"split={split}", "num_workers=2", "multiprocessing_context=fork")
+    for sub in ("train", "sup"):
+        local = tree_bytes(converted / "tfrecords" / sub)
+        assert tree_bytes(tmp_path / "tfrecords" / sub) == local and len(local) > 3
+        receipts = sorted((tmp_path / "tfrecords" / sub / ".aslfr").glob("*.json"))
+        assert [r.read_bytes() for r in receipts] == \
+               [(converted / "tfrecords" / sub / ".aslfr" / r.name).read_bytes() for r in receipts] and receipts
+        assert json.loads(receipts[0].read_text())["source"].endswith(".parquet")
+    assert (tmp_path / "inference_args.json").read_bytes() == (converted / "inference_args.json").read_bytes()
+
+
+def test_a_missing_parquet_object_is_one_error_line_naming_the_url(small_data, s3_endpoint, tmp_path):
+    """The command, as a user runs it, on a copy of the data without one parquet object."""
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    name = f"aslfr-gone-{uuid.uuid4().hex[:12]}"
+    fs.mkdir(name)
+    gone = sorted(p.relative_to(small_data).as_posix() for p in (small_data / "train_landmarks").glob("*.parquet"))[1]
+    _upload(fs, small_data, f"{name}/data", leave_out=gone)
+    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir=s3://{name}/data", f"out_dir={tmp_path}",
+                          "progress=false"], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines() == [f"aslfr: error: s3://{name}/data/{gone}: parquet file not found"]
+
+
+def test_parts_converted_from_a_bucket_merge_with_the_data_dir_url(converted, data_bucket, tmp_path):
+    """Two jobs' parts (finalize off, as in a sweep), then `python -m aslfr.merge data_dir=s3://...`,
+    which re-reads the CSV and the parquet identities from the bucket."""
+    src = f"{data_bucket}/data"
+    for index in (0, 1):
+        convert(src, tmp_path, f"shard_index={index}", "shard_count=2", "num_workers=0", finalize=False)
+    assert not (tmp_path / "tfrecords/train/manifest.json").exists()
+    res = subprocess.run([sys.executable, "-m", "aslfr.merge", f"out_dir={tmp_path}", f"data_dir={src}"],
+                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert tree_bytes(tmp_path / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from aslfr.cli import CONFIG_DIR, fail, one_line_errors
 from aslfr.convert.settings import Settings
 from aslfr.errors import InputError
+from aslfr.format import storage
 
 
 def settings_from_config(cfg: DictConfig) -> Settings:
@@ -29,7 +30,7 @@ def settings_from_config(cfg: DictConfig) -> Settings:
     values = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     values["split"] = cfg.split.name
     values["fold"] = fold
-    values["data_dir"] = str(Path(cfg.data_dir).expanduser().absolute())
+    values["data_dir"] = local_or_url(cfg.data_dir)
     values["out_dir"] = str(Path(cfg.out_dir).expanduser().absolute())
     known = Settings.__dataclass_fields__
     unknown = sorted(set(values) - set(known))
@@ -38,6 +39,11 @@ def settings_from_config(cfg: DictConfig) -> Settings:
     s = Settings(**values)
     s.check()
     return s
+
+
+def local_or_url(value: str) -> str:
+    """A URL as given (it is no Path: `Path("s3://b/x")` is `s3:/b/x`), a local path made absolute."""
+    return storage.location(value) if storage.is_url(value) else str(Path(value).expanduser().absolute())
 
 
 def in_sweep() -> bool:

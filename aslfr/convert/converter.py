@@ -26,12 +26,12 @@ from aslfr.convert.settings import Settings
 from aslfr.convert.shards import RecordWriter, ShardWriter, reference_order
 from aslfr.convert.stats import ColumnStats
 from aslfr.errors import InputError
-from aslfr.format import layout, vocab
+from aslfr.format import layout, storage, vocab
 from aslfr.format.example import ExampleBuffer
 from aslfr.format.manifest import Manifest
 from aslfr.format.schema import METADATA_KEYS, encode_record_into
 from aslfr.source.landmarks import parquet_identity, read_landmarks
-from aslfr.source.metadata import load_metadata, parquet_files
+from aslfr.source.metadata import csv_location, load_metadata, parquet_files
 from aslfr.source.records import make_record
 
 @dataclass
@@ -61,7 +61,7 @@ def plan(s: Settings) -> Plan:
         if not s.skip_unknown_chars:
             sid, p = bad[0]
             chars = "".join(vocab.unknown_chars(p))
-            csv = layout.csv_path(s.data_dir, s.split)
+            csv = csv_location(s.data_dir, s.split)
             raise InputError(f"{csv}: sequence {sid}: phrase {p!r} has character(s) {chars!r} outside the "
                              f"character map ({len(bad)} such phrase(s); skip_unknown_chars=true skips them)")
         skipped = {sid for sid, _ in bad}
@@ -209,7 +209,7 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
     if s.strict and any(missing.values()):
         sid = next(m[0] for m in missing.values() if m)
         raise InputError(f"{path}: sequence {sid}: in the CSV but not in the parquet file (strict=true)")
-    source = str(Path(path).relative_to(s.data_dir)) if Path(path).is_relative_to(s.data_dir) else path
+    source = _relative(path, s.data_dir)
     cfg = s.output_config()
     for f, ks in groups.items():
         number = layout.shard_number(i, f, s.folds)
@@ -229,6 +229,13 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
     del lm
     summary["peak_rss"] = peak_rss_mb()
     summary["seconds"] = time.perf_counter() - t0
+
+
+def _relative(path: str, data_dir: str) -> str:
+    """`path` relative to `data_dir` where it lies inside it (a URL compared as a string), else `path`."""
+    if storage.is_url(data_dir):
+        return path.removeprefix(data_dir + "/") if path.startswith(data_dir + "/") else path
+    return str(Path(path).relative_to(data_dir)) if Path(path).is_relative_to(data_dir) else path
 
 
 def account_phases(timer: phases.PhaseTimer) -> None:

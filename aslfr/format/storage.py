@@ -23,7 +23,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping, Union
+from typing import Any, BinaryIO, Iterator, Mapping, Sequence, Union
 
 #: A local path or a URL string.
 Location = Union[Path, str]
@@ -156,3 +156,27 @@ def open_read(loc: Location, start: int = 0, end: int | None = None,
         with io.BufferedReader(raw, BLOCK) as f:
             f.seek(start)
             yield f, raw.size
+
+
+def open_random(loc: Location, options: Mapping[str, Any] | None = None) -> BinaryIO:
+    """A binary file for a few reads at known offsets (a parquet footer): each read of a URL is one
+    ranged request for exactly the bytes asked, with no read-ahead (s3fs's default fetches megabytes
+    a miss) and no buffer of ours. Callers close it."""
+    if not is_url(loc):
+        return open(loc, "rb")
+    fs, path = _fs(loc, options)
+    with _naming(loc):
+        return fs.open(path, "rb", cache_type="none")
+
+
+def open_parquet(loc: Location, columns: Sequence[str], options: Mapping[str, Any] | None = None) -> BinaryIO:
+    """A parquet file of which only the footer and the chunks of `columns` (and of the pandas index)
+    will be read: a URL's footer is fetched, then every such chunk at once, in concurrent ranged
+    requests (fsspec.parquet), into memory. Per-read requests would pay one round trip a column chunk."""
+    if not is_url(loc):
+        return open(loc, "rb")
+    import fsspec.parquet
+
+    fs, path = _fs(loc, options)
+    with _naming(loc):
+        return fsspec.parquet.open_parquet_file(path, fs=fs, columns=list(columns), engine="pyarrow")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -11,19 +12,26 @@ import numpy as np
 import pandas as pd
 
 from aslfr.errors import InputError
-from aslfr.format.layout import FOLD_SEED, FOLDS, csv_path
+from aslfr.format import storage
+from aslfr.format.layout import FOLD_SEED, FOLDS, split as split_layout
 from aslfr.format.vocab import phrase_type
 
 CSV_COLUMNS = ["path", "file_id", "sequence_id", "participant_id", "phrase"]
 
 
+def csv_location(data_dir: str | Path, split: str) -> storage.Location:
+    """The split's CSV in `data_dir`, a folder or a URL prefix."""
+    return storage.join(storage.location(data_dir), split_layout(split).csv)
+
+
 def read_csv(csv_path: str | Path) -> pd.DataFrame:
     """Read and check a competition CSV: the five columns, integer ids, non-empty phrases."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
+    csv_path = storage.location(csv_path)
+    if not storage.is_file(csv_path):
         raise InputError(f"{csv_path}: CSV file not found")
+    source = io.BytesIO(storage.read_bytes(csv_path)) if storage.is_url(csv_path) else csv_path
     try:
-        df = pd.read_csv(csv_path, dtype={"phrase": str, "path": str}, keep_default_na=False)
+        df = pd.read_csv(source, dtype={"phrase": str, "path": str}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise InputError(f"{csv_path}: unreadable CSV ({e})") from None
     missing = [c for c in CSV_COLUMNS if c not in df.columns]
@@ -88,13 +96,13 @@ def running_index(folds: np.ndarray, n_folds: int) -> np.ndarray:
 
 def load_metadata(data_dir: str | Path, split: str, folds: int = FOLDS, fold_seed: int = FOLD_SEED) -> pd.DataFrame:
     """The split's CSV plus phrase_len, phrase_type, file_path, fold, phrase_dup and idx."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
+    data_dir = storage.location(data_dir)
+    if not storage.is_dir(data_dir):
         raise InputError(f"{data_dir}: data directory not found")
-    df = read_csv(csv_path(data_dir, split))
+    df = read_csv(csv_location(data_dir, split))
     df["phrase_len"] = df["phrase"].str.len().astype(np.int64)
     df["phrase_type"] = [phrase_type(p) for p in df["phrase"]]
-    df["file_path"] = [str(data_dir / p) for p in df["path"]]
+    df["file_path"] = [str(storage.join(data_dir, p)) for p in df["path"]]
     df["fold"] = assign_folds(df, folds, fold_seed)
     df["phrase_dup"] = phrase_dup(df["phrase"], df["fold"].to_numpy())
     df["idx"] = running_index(df["fold"].to_numpy(), folds)
