@@ -13,13 +13,13 @@ import uuid
 
 import numpy as np
 import pytest
-import torch
 from torch.utils.data import DataLoader
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (a test extra: pip install -e '.[test]')")
 s3fs = pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip install -e '.[s3,test]')")
 
 from conftest import ROOT, convert, tree_bytes  # noqa: E402
+from test_reader import _same  # noqa: E402  (items equal, NaN included)
 
 from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files  # noqa: E402
 from aslfr.format import storage  # noqa: E402
@@ -42,42 +42,37 @@ def s3_endpoint():
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def bucket(s3_endpoint, converted):
-    """A bucket holding the `converted` fixture's output under `out/` (receipts left out)."""
+def _upload(fs, local, prefix: str, leave_out: str | None = None, skip=()) -> None:
+    """Every file under `local` (but `leave_out`, and any under a folder named in `skip`) to `prefix`."""
+    for p in sorted(local.rglob("*")):
+        rel = p.relative_to(local)
+        if p.is_file() and rel.as_posix() != leave_out and not set(skip) & set(rel.parts):
+            assert p.stat().st_size <= 16 << 20  # moto reads a whole object per GET
+            fs.pipe_file(f"{prefix}/{rel.as_posix()}", p.read_bytes())
+
+
+def _new_bucket(s3_endpoint, local, folder: str, **upload):
+    """s3://a-new-bucket holding `local` under `folder`/."""
     with pytest.MonkeyPatch.context() as mp:
         for k, v in {**ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
             mp.setenv(k, v)
         fs = s3fs.S3FileSystem(skip_instance_cache=True)
         name = f"aslfr-{uuid.uuid4().hex[:12]}"
         fs.mkdir(name)
-        for p in sorted(converted.rglob("*")):
-            rel = p.relative_to(converted)
-            if p.is_file() and ".aslfr" not in rel.parts and ".hydra" not in rel.parts:
-                assert p.stat().st_size <= 16 << 20  # moto reads a whole object per GET
-                fs.pipe_file(f"{name}/out/{rel.as_posix()}", p.read_bytes())
-        yield f"s3://{name}"
+        _upload(fs, local, f"{name}/{folder}", **upload)
+    return f"s3://{name}"
 
 
-def _upload(fs, local, prefix: str, leave_out: str | None = None) -> None:
-    for p in sorted(local.rglob("*")):
-        rel = p.relative_to(local).as_posix()
-        if p.is_file() and rel != leave_out:
-            assert p.stat().st_size <= 16 << 20  # moto reads a whole object per GET
-            fs.pipe_file(f"{prefix}/{rel}", p.read_bytes())
+@pytest.fixture(scope="session")
+def bucket(s3_endpoint, converted):
+    """A bucket holding the `converted` fixture's output under `out/` (receipts left out)."""
+    return _new_bucket(s3_endpoint, converted, "out", skip=(".aslfr", ".hydra"))
 
 
 @pytest.fixture(scope="session")
 def data_bucket(s3_endpoint, small_data):
     """A bucket holding the `small_data` competition folder under `data/`."""
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {**ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
-            mp.setenv(k, v)
-        fs = s3fs.S3FileSystem(skip_instance_cache=True)
-        name = f"aslfr-in-{uuid.uuid4().hex[:12]}"
-        fs.mkdir(name)
-        _upload(fs, small_data, f"{name}/data")
-        yield f"s3://{name}"
+    return _new_bucket(s3_endpoint, small_data, "data")
 
 
 @pytest.fixture(autouse=True)
@@ -90,14 +85,6 @@ def _put(url: str, data: bytes) -> None:
     s3fs.S3FileSystem(skip_instance_cache=True).pipe_file(url, data)
 
 
-def _same(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        if isinstance(a[k], str):
-            assert a[k] == b[k], k
-        else:
-            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-            assert torch.equal(torch.nan_to_num(a[k], nan=-7.0), torch.nan_to_num(b[k], nan=-7.0)), k
 
 
 @pytest.mark.parametrize("sub", ["train", "sup"])
