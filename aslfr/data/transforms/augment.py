@@ -122,16 +122,6 @@ def _stack(params: List[Params], device) -> Dict[str, Any]:
     return out
 
 
-def _subset(params: Dict[str, Any], idx: torch.Tensor) -> Dict[str, Any]:
-    """The params of the sequences `idx` (per-sequence tensors indexed, the rest as they are)."""
-    n = params["fire"].shape[0]
-    return {k: v[idx] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n else v for k, v in params.items()}
-
-
-def _sel(fire: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    return torch.where(fire.view(-1, *([1] * (new.dim() - 1))), new, old)
-
-
 def _gates(params: Dict[str, Any], eager: bool) -> Optional[bool]:
     """With eager: True (all fired), False (none fired) or None (some); without: False for a
     stacked plan in which no sequence fired, else None."""
@@ -144,7 +134,7 @@ def _gates(params: Dict[str, Any], eager: bool) -> Optional[bool]:
 
 
 class Transform:
-    """Base: gate handling, planning, and the gated batched `run`.
+    """Base: gate handling and planning.
 
     p: None = no gate (deterministic, or a bare reference function), else mt.Apply semantics."""
 
@@ -201,22 +191,13 @@ class Transform:
 
     def run(self, x: torch.Tensor, lengths: torch.Tensor, params: Dict[str, Any], eager: bool = False,
             out: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Apply a batched plan to a padded batch [B, T, C]: fired sequences get `apply`, the others
-        keep their values; returns (x, lengths). eager: may read the gates on the host to skip
-        work (else nothing is read back). `out`: the batch's own output tensor, or None."""
-        all_fired = _gates(params, eager)
-        if all_fired is False:
-            return x, lengths
-        if all_fired is None and eager:  # only the fired sequences computed
-            idx = params["fire"].nonzero().flatten()
-            out = x.clone()
-            out[idx] = self.apply(x[idx], _subset(params, idx), lengths[idx])
-            return out, self.next_lengths(lengths, params)
-        y = self.apply(x, params, lengths)
-        return (y if all_fired else _sel(params["fire"], y, x)), self.next_lengths(lengths, params)
+        """Apply a batched plan to a padded batch [B, T, C], a step after pad/resize in
+        `rows.run_rows`; returns (x, lengths). eager: may read the gates on the host to skip work
+        (else nothing is read back). `out`: the batch's own output tensor, or None."""
+        raise NotImplementedError(f"{type(self).__name__} has no batched form after pad/resize")
 
     def __call__(self, x: torch.Tensor, draw: Optional[Draw] = None) -> torch.Tensor:
-        """One sequence [T, C]: sample, then apply (a batch goes through `run`)."""
+        """One sequence [T, C]: sample, then apply (a batch goes through `rows.run_rows`)."""
         p = self.sample(draw if draw is not None else TorchDraw(), x.shape[-2])
         return x if p is None else self.apply(x, p)
 
@@ -391,13 +372,14 @@ class ConcatNormalized(Transform):
             checked("inv_stds", self.inv_stds, positive=True)
         self._on: Dict[Any, tuple] = {}
 
-    def _stats(self, device) -> tuple:
+    def stats_on(self, device) -> tuple:
+        """(means, stds, inv_stds) on `device`, moved there once."""
         if device not in self._on:
             self._on[device] = tuple(None if t is None else t.to(device) for t in (self.means, self.stds, self.inv_stds))
         return self._on[device]
 
     def apply(self, x, params, lengths=None):
-        return F.concat_normalized(x, F.normalize(x, *self._stats(x.device)))
+        return F.concat_normalized(x, F.normalize(x, *self.stats_on(x.device)))
 
 
 class NanToZero(Transform):

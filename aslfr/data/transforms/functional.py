@@ -282,10 +282,29 @@ def _table(device) -> torch.Tensor:
     return _TABLES[key]
 
 
-def _gather(xf: torch.Tensor, base: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows idx[b, o] of sequence b from the flattened [B*T, C] input."""
+def _gather(xf: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Rows idx[b, o] of sequence b (its first row at base[b]) from the rows xf [N, C]."""
     b, n = idx.shape
-    return xf.index_select(0, (base + idx).reshape(-1)).view(b, n, xf.shape[-1])
+    rows = (base + idx).reshape(-1)
+    if out is not None:
+        return torch.index_select(xf, 0, rows, out=out.view(-1, xf.shape[-1])).view(out.shape)
+    return xf.index_select(0, rows).view(b, n, xf.shape[-1])
+
+
+def interpolate(gather, idx, w, method: str, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """One resize method's formula over its taps (`_resample_taps`), as TF's kernels compute it;
+    gather(taps, into=None) gives the tapped rows. `out`: where the last op writes."""
+    if method == "nearest":
+        return gather(idx[0], out)
+    if method == "bilinear":
+        # x[lo] + (x[hi] - x[lo]) * t   (compute_lerp; the y lerp is 0, an exact identity)
+        a = gather(idx[0])
+        return torch.add(a, (gather(idx[1]) - a) * w[0].unsqueeze(-1), out=out)
+    # Interpolate1D: v0*w0 + v1*w1 + v2*w2 + v3*w3, left to right
+    acc = gather(idx[0]) * w[0].unsqueeze(-1)
+    for k in range(1, 4):
+        acc = torch.add(acc, gather(idx[k]) * w[k].unsqueeze(-1), out=out if k == 3 else None)
+    return acc
 
 
 def _resample_taps(in_len: torch.Tensor, out_len: torch.Tensor, n_out: int, method: str,
@@ -344,23 +363,11 @@ def _resample_batch(x: torch.Tensor, lengths: torch.Tensor, sizes: torch.Tensor,
     xf = x.reshape(bsz * t, c)
     base = (torch.arange(bsz, device=x.device) * t).unsqueeze(1)
     idx, w = _resample_taps(lengths, sizes, n_out, method)
-    last = out
-    if method == "nearest":
-        out = _gather(xf, base, idx[0]) if last is None else \
-            torch.index_select(xf, 0, (base + idx[0]).reshape(-1), out=last.view(-1, c)).view(last.shape)
-    elif method == "bilinear":
-        # out = x[lo] + (x[hi] - x[lo]) * t   (compute_lerp; the y lerp is 0, an exact identity)
-        a = _gather(xf, base, idx[0])
-        out = torch.add(a, (_gather(xf, base, idx[1]) - a) * w[0].unsqueeze(-1), out=last)
-    else:
-        # Interpolate1D: v0*w0 + v1*w1 + v2*w2 + v3*w3, left to right
-        out = _gather(xf, base, idx[0]) * w[0].unsqueeze(-1)
-        for k in range(1, 4):
-            out = torch.add(out, _gather(xf, base, idx[k]) * w[k].unsqueeze(-1), out=last if k == 3 else None)
-    if not zero_tail or last is not None:
-        return out
+    res = interpolate(lambda i, into=None: _gather(xf, base, i, into), idx, w, method, out)
+    if not zero_tail or out is not None:
+        return res
     valid = torch.arange(n_out, device=x.device).unsqueeze(0) < sizes.unsqueeze(1)
-    return torch.where(valid.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype, device=out.device))
+    return torch.where(valid.unsqueeze(-1), res, torch.zeros((), dtype=res.dtype, device=res.device))
 
 
 def resample(x: torch.Tensor, size: Param, method: Union[str, Sequence[str]] = "bilinear",

@@ -93,7 +93,7 @@ def _features(x: torch.Tensor, rows: Rows, concat: A.ConcatNormalized, folded: b
     out = x.new_empty(n, 2 * c + 1)
     raw, normed = out[:, :c], out[:, c:2 * c]
     raw.copy_(x)
-    means, stds, inv = concat._stats(x.device)
+    means, stds, inv = concat.stats_on(x.device)
     torch.sub(x, means, out=normed)
     normed.mul_(inv) if inv is not None else normed.div_(stds)
     out[:, :2 * c].nan_to_num_(nan=0.0, posinf=float("inf"), neginf=float("-inf"))
@@ -105,10 +105,11 @@ def _resampled(x: torch.Tensor, rows: Rows, at: torch.Tensor, p: Optional[Plan])
     """Rows `at` [B, K] of each resampled sequence -> [B, K, C] (`at` < its new length), with no host
     read: each sequence's taps are chosen by its method (or none: kept as it is), then four gathers
     serve every method, and each sequence takes its method's formula (that of `_resample_batch`)."""
-    bsz, k = at.shape
+    k = at.shape[1]
+    base = rows.start.unsqueeze(1)
 
     def gather(idx):
-        return x.index_select(0, (rows.start.unsqueeze(1) + idx).reshape(-1)).view(bsz, k, -1)
+        return F._gather(x, base, idx)
 
     kept = torch.minimum(at, (rows.lengths - 1).unsqueeze(1))  # (a resampled sequence's positions
     if p is None or p.get("none"):                               # can pass its old length)
@@ -132,23 +133,11 @@ def _at(x: torch.Tensor, start: torch.Tensor, length: torch.Tensor, size: torch.
         method: Optional[str]) -> torch.Tensor:
     """Rows `at` [g, K] of g sequences resampled by one method (None: kept as they are) -> [g, K, C],
     by the formulas of `_resample_batch`."""
-    g, k = at.shape
-
-    def gather(idx):
-        return x.index_select(0, (start.unsqueeze(1) + idx).reshape(-1)).view(g, k, -1)
-
+    base = start.unsqueeze(1)
     if method is None:
-        return gather(at)
-    idx, w = F._resample_taps(length, size, k, method, at)
-    if method == "nearest":
-        return gather(idx[0])
-    if method == "bilinear":
-        a = gather(idx[0])
-        return a + (gather(idx[1]) - a) * w[0].unsqueeze(-1)
-    out = gather(idx[0]) * w[0].unsqueeze(-1)
-    for j in range(1, 4):
-        out = out + gather(idx[j]) * w[j].unsqueeze(-1)
-    return out
+        return F._gather(x, base, at)
+    idx, w = F._resample_taps(length, size, at.shape[1], method, at)
+    return F.interpolate(lambda i, into=None: F._gather(x, base, i, into), idx, w, method)
 
 
 def _grouped(x: torch.Tensor, rows: Rows, p: Optional[Plan], host: Tuple[Optional[Plan], torch.Tensor], n: int,
