@@ -192,7 +192,7 @@ def _checked_frames(items: Sequence[dict[str, Any]], name: str) -> list[torch.Te
 
 
 def _collate(items: Sequence[dict[str, Any]], packed: bool, name: str = "",
-             fill: Callable[[int, torch.Tensor], None] | None = None, shape: tuple[int, ...] = ()) -> dict[str, Any]:
+             fill: Callable[[torch.Tensor], None] | None = None, shape: tuple[int, ...] = ()) -> dict[str, Any]:
     """fill(out): the batch's frames written straight into `out` [B, *shape], in place of copying
     each item's own frames (`ReferenceCollate`)."""
     name = name or ("pack_collate" if packed else "pad_collate")
@@ -271,8 +271,9 @@ class ReferenceCollate:
     """collate_fn for the reference's training (or, train=False, inference) input, the fast way:
     the batch `[B, n_frames, 769]` is laid out once (in a DataLoader worker, in its reused shared
     memory) and written by the pipeline's last step; the whole batch is planned at once from the
-    records' keys, and each step runs once over all its records' frames (`rows`). Gives what `pad_collate` gives over `ReferencePreprocess` items, bit for bit:
-    frames, lengths (n_frames), mask, length (non-padding frames), phrase_, target_lengths, ...
+    records' keys, and each step runs once over all its records' frames (`rows`). Gives what
+    `pad_collate` gives over `ReferencePreprocess` items, bit for bit: frames, lengths (n_frames),
+    mask, length (non-padding frames), phrase_, target_lengths, ...
 
         loader = DataLoader(aslfr.TFRecordShards(files, shuffle=True, keys=True), batch_size=32, num_workers=2,
                             collate_fn=aslfr.ReferenceCollate(means, stds, train=True), persistent_workers=True)

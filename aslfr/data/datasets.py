@@ -247,19 +247,20 @@ class TFRecordShards(IterableDataset):
             records = _buffer_shuffle(records, self.shuffle_buffer, np.random.default_rng([self.seed, epoch, slot]))
         for (i, n), rec in records:
             item = to_torch(rec) if self.torch_values else rec
-            yield _keyed(self.transform, item, record_key(self.seed, epoch, i, n), self)
+            yield _keyed(self.transform, item, (self.seed, epoch, i, n), self)
 
 
-def _keyed(transform: Callable | None, item: dict[str, Any], key: int, ds: Any) -> Any:
+def _keyed(transform: Callable | None, item: dict[str, Any], where: tuple[int, int, int, int], ds: Any) -> Any:
     """The item (with its record's `key` where the reader was asked for keys) through the transform;
-    a random transform gets the key to draw by (see `record_key`)."""
+    a random transform gets the key to draw by. The key (`record_key` of seed, epoch, file, record)
+    is hashed only where it is used: a plain read pays nothing for it."""
+    random = getattr(transform, "random", False)
+    key = record_key(*where) if ds.keys or random else None
     if ds.keys:
         item["key"] = torch.tensor(key) if ds.torch_values else np.int64(key)
     if transform is None:
         return item
-    if getattr(transform, "random", False):
-        return transform(item, key=key)
-    return transform(item)
+    return transform(item, key=key) if random else transform(item)
 
 
 def _buffer_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
@@ -312,7 +313,7 @@ class TFRecordIndexed(Dataset):
         data = next(_records(path, self.verify, offset, offset + size, k, self.storage_options))
         rec = decode_record(data, f"{path}: record {k} at byte {offset}")
         item = to_torch(rec) if self.torch_values else rec
-        return _keyed(self.transform, item, record_key(self.seed, self.epoch, fi, k), self)
+        return _keyed(self.transform, item, (self.seed, self.epoch, fi, k), self)
 
     @property
     def epoch(self) -> int:
