@@ -101,6 +101,33 @@ def tree_bytes(directory: Path, pattern: str = "*") -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server, in this process on 127.0.0.1 (tests/buckets.py: fake credentials)."""
+    import logging
+
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (a test extra: pip install -e '.[test]')")
+    pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip install -e '.[s3,test]')")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, monkeypatch):
+    """This process and its children talk to the test server only."""
+    from buckets import ENV
+
+    for k, v in {**ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(k, v)
+    return s3_endpoint
+
+
+@pytest.fixture(scope="session")
 def notebook():
     """The notebook's function and class definitions (no top-level code) in a namespace."""
     tree = ast.parse(NOTEBOOK.read_text())

@@ -5,7 +5,6 @@ local reader over the same converted records is the reference each URL read is c
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -15,9 +14,10 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (a test extra: pip install -e '.[test]')")
-s3fs = pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip install -e '.[s3,test]')")
+pytest.importorskip("moto.server", reason="moto[server] is not installed (a test extra: pip install -e '.[test]')")
+pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip install -e '.[s3,test]')")
 
+from buckets import ENV, new_bucket, s3, upload  # noqa: E402
 from conftest import ROOT, convert, tree_bytes  # noqa: E402
 from test_reader import _same  # noqa: E402  (items equal, NaN included)
 
@@ -26,41 +26,13 @@ from aslfr.format import storage  # noqa: E402
 from aslfr.format.manifest import ManifestError  # noqa: E402
 from aslfr.format.stats import StatsError, load_stats  # noqa: E402
 
-ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-       "AWS_EC2_METADATA_DISABLED": "true"}
 
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-def _upload(fs, local, prefix: str, leave_out: str | None = None, skip=()) -> None:
-    """Every file under `local` (but `leave_out`, and any under a folder named in `skip`) to `prefix`."""
-    for p in sorted(local.rglob("*")):
-        rel = p.relative_to(local)
-        if p.is_file() and rel.as_posix() != leave_out and not set(skip) & set(rel.parts):
-            assert p.stat().st_size <= 16 << 20  # moto reads a whole object per GET
-            fs.pipe_file(f"{prefix}/{rel.as_posix()}", p.read_bytes())
-
-
-def _new_bucket(s3_endpoint, local, folder: str, **upload):
-    """s3://a-new-bucket holding `local` under `folder`/."""
+def _new_bucket(s3_endpoint, local, folder: str, **kw):
+    """new_bucket from a session fixture (outside the per-test environment)."""
     with pytest.MonkeyPatch.context() as mp:
         for k, v in {**ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
             mp.setenv(k, v)
-        fs = s3fs.S3FileSystem(skip_instance_cache=True)
-        name = f"aslfr-{uuid.uuid4().hex[:12]}"
-        fs.mkdir(name)
-        _upload(fs, local, f"{name}/{folder}", **upload)
-    return f"s3://{name}"
+        return new_bucket(local, folder, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -76,15 +48,12 @@ def data_bucket(s3_endpoint, small_data):
 
 
 @pytest.fixture(autouse=True)
-def s3_env(s3_endpoint, monkeypatch):
-    for k, v in {**ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
-        monkeypatch.setenv(k, v)
+def _env(s3_env):
+    pass
 
 
 def _put(url: str, data: bytes) -> None:
-    s3fs.S3FileSystem(skip_instance_cache=True).pipe_file(url, data)
-
-
+    s3().pipe_file(url, data)
 
 
 @pytest.mark.parametrize("sub", ["train", "sup"])
@@ -194,11 +163,8 @@ def test_convert_from_a_bucket_equals_the_local_conversion(converted, data_bucke
 
 def test_a_missing_parquet_object_is_one_error_line_naming_the_url(small_data, s3_endpoint, tmp_path):
     """The command, as a user runs it, on a copy of the data without one parquet object."""
-    fs = s3fs.S3FileSystem(skip_instance_cache=True)
-    name = f"aslfr-gone-{uuid.uuid4().hex[:12]}"
-    fs.mkdir(name)
     gone = sorted(p.relative_to(small_data).as_posix() for p in (small_data / "train_landmarks").glob("*.parquet"))[1]
-    _upload(fs, small_data, f"{name}/data", leave_out=gone)
+    name = new_bucket(small_data, "data", leave_out=gone).removeprefix("s3://")
     res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir=s3://{name}/data", f"out_dir={tmp_path}",
                           "progress=false"], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)

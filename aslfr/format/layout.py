@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, Mapping
+
+from aslfr.format import storage
+from aslfr.format.storage import Location
 
 
 @dataclass(frozen=True)
@@ -60,21 +63,28 @@ RECEIPTS = ".aslfr"
 LOCK = "lock"
 
 
-def csv_path(data_dir: str | Path, split_name: str) -> Path:
-    return Path(data_dir) / split(split_name).csv
+# Every helper below takes and gives a local path (a Path) or a URL string, as `storage.location` makes them.
 
 
-def records_dir(out_dir: str | Path, split_name: str) -> Path:
-    return Path(out_dir) / RECORDS_ROOT / split(split_name).records
+def csv_path(data_dir: Location, split_name: str) -> Location:
+    return storage.join(storage.location(data_dir), split(split_name).csv)
 
 
-def receipt_path(records: str | Path, number: int) -> Path:
-    return Path(records) / RECEIPTS / f"{number}.json"
+def records_dir(out_dir: Location, split_name: str) -> Location:
+    return storage.join(storage.join(storage.location(out_dir), RECORDS_ROOT), split(split_name).records)
 
 
-def lock_path(records: str | Path, number: int | None = None) -> Path:
+def receipts_dir(records: Location) -> Location:
+    return storage.join(storage.location(records), RECEIPTS)
+
+
+def receipt_path(records: Location, number: int) -> Location:
+    return storage.join(receipts_dir(records), f"{number}.json")
+
+
+def lock_path(records: Location, number: int | None = None) -> Location:
     """The run-wide lock (finalize), or the lock of one unit of work."""
-    return Path(records) / RECEIPTS / (LOCK if number is None else f"{number}.lock")
+    return storage.join(receipts_dir(records), LOCK if number is None else f"{number}.lock")
 
 
 SHARD_RE = re.compile(r"^(\d+)\.(\d+)\.tfrec$")
@@ -94,9 +104,9 @@ def index_name(shard: str) -> str:
     return shard[: -len(".tfrec")] + ".tfindex"
 
 
-def index_path(shard: str | Path) -> Path:
-    shard = Path(shard)
-    return shard.with_name(index_name(shard.name))
+def index_path(shard: Location) -> Location:
+    shard = storage.location(shard)
+    return storage.join(storage.parent(shard), index_name(storage.name(shard)))
 
 
 def parse_shard_name(name: str) -> tuple[int, int] | None:
@@ -105,19 +115,19 @@ def parse_shard_name(name: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def shard_sort_key(path: str | Path) -> int:
-    parsed = parse_shard_name(Path(path).name)
+def shard_sort_key(path: Location) -> int:
+    parsed = parse_shard_name(storage.name(path))
     return parsed[0] if parsed else -1
 
 
-def glob_shards(directory: str | Path) -> list[Path]:
-    """The shard files in a folder, by shard number (what is there, manifest or not)."""
-    return shards_among(Path(directory).glob("*.tfrec"))
+def glob_shards(directory: Location, options: Mapping[str, Any] | None = None) -> list[Location]:
+    """The shard files in a folder or under a prefix, by shard number (what is there, manifest or not)."""
+    return shards_among(storage.glob(storage.location(directory), "*.tfrec", options))
 
 
 def shards_among(entries):
     """The shard files among a folder's entries (paths or URLs), by shard number."""
-    return sorted((p for p in entries if parse_shard_name(Path(p).name)), key=shard_sort_key)
+    return sorted((p for p in entries if parse_shard_name(storage.name(p))), key=shard_sort_key)
 
 
 def fold_of_number(number: int, folds: int) -> int:
