@@ -5,10 +5,8 @@ by separate jobs (`+fold` sweeps, `shard_index` jobs) into `manifest.json`, `mea
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from aslfr.cli import CONFIG_DIR, one_line_errors, path_as_out_dir
 
@@ -24,8 +22,9 @@ def _app(cfg: DictConfig) -> None:
             raise InputError(f"merge needs {' and '.join(f'{k}=' for k in missing)} (the conversion jobs' values)")
         from aslfr.convert.cli import local_or_url
 
-        paths = [str(Path(cfg.out_dir).expanduser().absolute()), local_or_url(cfg.data_dir)]
-        for line in merge_parts(*paths, cfg.split.name if "split" in cfg else None, cfg.get("folds")):
+        paths = [local_or_url(cfg.out_dir), local_or_url(cfg.data_dir)]
+        options = OmegaConf.to_container(cfg.storage_options) if cfg.get("storage_options") else None
+        for line in merge_parts(*paths, cfg.split.name if "split" in cfg else None, cfg.get("folds"), options):
             print(line, flush=True)
 
 

@@ -303,7 +303,7 @@ def _help_lines(command: str = "aslfr.convert") -> dict[str, str]:
 
 def test_merge_keys_are_described_alike_in_yaml_and_help():
     yaml, help_ = _yaml_comments("merge"), _help_lines("aslfr.merge")
-    assert set(yaml) == set(help_) == {"out_dir", "data_dir", "split", "folds"}
+    assert set(yaml) == set(help_) == {"out_dir", "data_dir", "split", "folds", "storage_options"}
     assert {k: v[1] for k, v in yaml.items()} == help_
 
 

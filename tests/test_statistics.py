@@ -25,10 +25,10 @@ def test_framing_matches_the_tfrecord_package(tmp_path):
         w.write(d)
     w.close()
     records = [TFRecordWriter.serialize_tf_example(d) for d in datums]
-    r = RecordWriter(str(ours))
-    for rec in records:
-        r.write_serialized(rec)
-    r.close()
+    with open(ours, "wb") as f:
+        r = RecordWriter(f)
+        for rec in records:
+            r.write_serialized(rec)
     assert ours.read_bytes() == theirs.read_bytes()
     assert r.offsets == [(0, len(records[0]) + 16), (len(records[0]) + 16, len(records[1]) + 16)]
     assert OVERHEAD == 16 and frame_header(len(records[0])) == theirs.read_bytes()[:12]
@@ -298,6 +298,7 @@ def test_conversion_measures_nothing_unless_the_bench_asks(small_data, converted
     import resource
 
     from aslfr.convert import converter, shards
+    from aslfr.format import storage
     from conftest import convert, tree_bytes
 
     def no_rusage(*a):
@@ -309,5 +310,5 @@ def test_conversion_measures_nothing_unless_the_bench_asks(small_data, converted
     assert tree_bytes(tmp_path / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")
     assert not any(hasattr(f, "__wrapped__") for f in (
         converter.RecordBuffers.transpose, converter.RecordBuffers.nan_stats, converter.RecordBuffers.encode,
-        shards.RecordWriter.frame, shards.RecordWriter.sync, shards._write_all, converter._write_file,
+        shards.RecordWriter.frame, storage.durable, shards._write_all, converter._write_file,
         converter.read_landmarks))

@@ -31,7 +31,7 @@ def settings_from_config(cfg: DictConfig) -> Settings:
     values["split"] = cfg.split.name
     values["fold"] = fold
     values["data_dir"] = local_or_url(cfg.data_dir)
-    values["out_dir"] = str(Path(cfg.out_dir).expanduser().absolute())
+    values["out_dir"] = local_or_url(cfg.out_dir)
     known = Settings.__dataclass_fields__
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -44,6 +44,15 @@ def settings_from_config(cfg: DictConfig) -> Settings:
 def local_or_url(value: str) -> str:
     """A URL as given (it is no Path: `Path("s3://b/x")` is `s3:/b/x`), a local path made absolute."""
     return storage.location(value) if storage.is_url(value) else str(Path(value).expanduser().absolute())
+
+
+def local_dir(out_dir: str) -> str:
+    """Where a sweep's Hydra logs go (`hydra.sweep.dir`): under a local out_dir, or for a URL under
+    ./hydra-sweeps/ (Hydra writes them with the local file system)."""
+    return f"hydra-sweeps/{out_dir.replace('://', '/', 1)}" if storage.is_url(out_dir) else out_dir
+
+
+OmegaConf.register_new_resolver("aslfr.local_dir", local_dir, replace=True)
 
 
 def in_sweep() -> bool:

@@ -19,8 +19,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from aslfr.convert import phases, receipts, shards
-from aslfr.convert.files import atomic_write_bytes, atomic_write_text
-from aslfr.convert.locks import locked, locked_all
+from aslfr.convert.locks import claimed, locked, locked_all
 from aslfr.convert.procinfo import peak_rss_mb, process_age, rss_mb
 from aslfr.convert.settings import Settings
 from aslfr.convert.shards import RecordWriter, ShardWriter, reference_order
@@ -47,6 +46,10 @@ class Plan:
     expected: dict[int, int] = field(default_factory=dict)  # records per fold in the CSV
     inputs: list[str] = field(default_factory=list)  # per file: fingerprint of what shapes its shards
 
+    def fingerprint(self) -> str:
+        """What decides every byte of the split's output: the output config and every file's inputs."""
+        return hashlib.sha256(json.dumps([self.settings.output_config(), self.inputs]).encode()).hexdigest()[:16]
+
     def numbers(self, i: int) -> list[int]:
         """Shard numbers (units of work) of file i that this run writes."""
         return [layout.shard_number(i, f, self.settings.folds) for f in self.settings.selected_folds]
@@ -54,7 +57,7 @@ class Plan:
 
 def plan(s: Settings) -> Plan:
     """Read the CSV, derive folds, and check phrases before any parquet work starts."""
-    df = load_metadata(s.data_dir, s.split, s.folds, s.fold_seed)
+    df = load_metadata(s.data_dir, s.split, s.folds, s.fold_seed, s.storage_options)
     skipped: set[int] = set()
     bad = [(sid, p) for sid, p in zip(df.sequence_id.tolist(), df.phrase) if vocab.unknown_chars(p)]
     if bad:
@@ -75,15 +78,15 @@ def plan(s: Settings) -> Plan:
     kept = df[~df.sequence_id.isin(skipped)]
     expected = {f: int((kept.fold == f).sum()) for f in s.selected_folds}
     rows = df[METADATA_KEYS + ["file_path"]]
-    inputs = [input_fingerprint(rows[rows.file_path == f], f) for f in files]
+    inputs = [input_fingerprint(rows[rows.file_path == f], f, s.storage_options) for f in files]
     return Plan(s, files, mine, meta, by_file, skipped, expected, inputs)
 
 
-def input_fingerprint(rows, path: str) -> str:
+def input_fingerprint(rows, path: str, options=None) -> str:
     """What shapes a file's shards besides the config: its CSV rows with the derived columns (fold,
     phrase_dup and idx depend on the whole CSV) and the parquet file's identity (size + footer)."""
     h = hashlib.sha256(rows.drop(columns="file_path").to_csv(index=False).encode())
-    h.update(parquet_identity(path).encode())
+    h.update(parquet_identity(path, options).encode())
     return h.hexdigest()[:16]
 
 
@@ -116,8 +119,8 @@ def _completed(p: Plan, i: int) -> dict[int, dict]:
     s = p.settings
     out = {}
     for f in s.selected_folds:
-        r = receipts.load_receipt(s.records_dir, layout.shard_number(i, f, s.folds))
-        if receipts.receipt_holds(s.records_dir, r, s.output_config(), s.verify_resumed, p.inputs[i]):
+        r = receipts.load_receipt(s.records_dir, layout.shard_number(i, f, s.folds), s.storage_options)
+        if receipts.receipt_holds(s.records_dir, r, s.output_config(), s.verify_resumed, p.inputs[i], s.storage_options):
             out[f] = r
     return out
 
@@ -188,7 +191,7 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
     s = p.settings
     path = p.files[i]
     t0 = time.perf_counter()
-    lm = read_landmarks(path, reuse_buffer=True)
+    lm = read_landmarks(path, reuse_buffer=True, options=s.storage_options)
     if len(lm) == 0:
         raise InputError(f"{path}: empty parquet file (no frames)")
     groups: dict[int, list[int]] = {f: [] for f in todo}
@@ -214,14 +217,14 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
     for f, ks in groups.items():
         number = layout.shard_number(i, f, s.folds)
         stats = ColumnStats()
-        with ShardWriter(s.records_dir, number, s.index_files) as w:
+        with ShardWriter(s.records_dir, number, len(ks), s.index_files, s.storage_options) as w:
             for pos in reference_order(len(ks), s.shuffle_buffer, s.shuffle_seed):
                 k = ks[pos]
                 w.write(_BUFFERS.record(lm, k, p.meta[int(lm.sequence_ids[k])], s, stats))
         shard = w.info.to_dict() if w.info else None
         receipts.write_receipt(s.records_dir, number, {
             "config": cfg, "inputs": p.inputs[i], "file_index": i, "fold": f, "source": source, "shard": shard,
-            "missing": len(missing[f]), "stats": stats.to_dict()})
+            "missing": len(missing[f]), "stats": stats.to_dict()}, s.storage_options)
         summary["records"][f] = len(ks)
         summary["missing"] += len(missing[f])
         if shard:
@@ -250,12 +253,13 @@ def account_phases(timer: phases.PhaseTimer) -> None:
         "encode": [(RecordBuffers, "encode")],
         "crc": [(RecordWriter, "frame")],
         "write": [(shards, "_write_all")],
-        "fsync": [(RecordWriter, "sync")],
+        "fsync": [(storage, "durable")],
     })
     write_file = _write_file
 
     @functools.wraps(write_file)
     def timed(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> None:
+        timer.take()  # drop what was timed outside a file (the parent's fsync of inference_args.json, before the fork)
         with timer.phase("file"):
             write_file(p, i, todo, summary)
         summary["phases"] = timer.take(whole="file")
@@ -299,15 +303,37 @@ def inference_args_bytes() -> bytes:
 
 def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     """Convert one split (or this job's part of it); return the summary printed at the end."""
-    from tqdm import tqdm
-
     s.check()
     t0 = time.perf_counter()
     p = plan(s)
-    s.records_dir.mkdir(parents=True, exist_ok=True)
-    args = Path(s.out_dir) / layout.INFERENCE_ARGS
-    if not args.exists() or args.read_bytes() != inference_args_bytes():
-        atomic_write_bytes(args, inference_args_bytes())
+    _write_inference_args(s)
+    with claimed(s.records_dir, p.fingerprint(), s.storage_options):
+        result = _convert(p, t0)
+        if finalize:
+            result["finalized"] = finalize_split(p) is not None
+    if s.report:
+        storage.write_bytes(storage.location(s.report), json.dumps(result, indent=1).encode())
+    return result
+
+
+def _write_inference_args(s: Settings) -> None:
+    """`inference_args.json` in out_dir, unless it is there already (the first write into an out_dir)."""
+    storage.makedirs(s.out_dir)
+    args = storage.join(storage.location(s.out_dir), layout.INFERENCE_ARGS)
+    try:
+        same = storage.read_bytes(args, s.storage_options) == inference_args_bytes()
+    except FileNotFoundError:
+        same = False
+    if not same:
+        storage.write_bytes(args, inference_args_bytes(), s.storage_options)
+
+
+def _convert(p: Plan, t0: float) -> dict[str, Any]:
+    """Write this run's shards and receipts (the DataLoader over `FileConversion`); the summary."""
+    from tqdm import tqdm
+
+    s = p.settings
+    storage.makedirs(s.records_dir)
     loader = DataLoader(FileConversion(p), batch_size=None, shuffle=False, num_workers=s.num_workers,
                         collate_fn=_identity, worker_init_fn=_unwind_on_sigterm, multiprocessing_context=_start_method(s) if s.num_workers else None,
                         prefetch_factor=1 if s.num_workers else None)
@@ -358,10 +384,6 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
                         "worker_growth": round(max((w[1] - w[0] for w in workers.values()), default=0.0), 1)},
         "finalized": False,
     }
-    if finalize:
-        result["finalized"] = finalize_split(p) is not None
-    if s.report:
-        atomic_write_text(s.report, json.dumps(result, indent=1))
     return result
 
 
@@ -370,12 +392,14 @@ def finalize_split(p: Plan) -> Manifest | None:
     these inputs; holds the run-wide lock and every unit lock, so no unit is being written meanwhile."""
     s = p.settings
     numbers = [layout.shard_number(i, f, s.folds) for i in range(len(p.files)) for f in range(s.folds)]
-    with locked(layout.lock_path(s.records_dir)), locked_all(layout.lock_path(s.records_dir, n) for n in numbers):
+    o = s.storage_options
+    with claimed(s.records_dir, p.fingerprint(), o), locked(layout.lock_path(s.records_dir)), \
+            locked_all(layout.lock_path(s.records_dir, n) for n in numbers):
         for n in numbers:
-            r = receipts.load_receipt(s.records_dir, n)
-            if not receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[n // s.folds]):
+            r = receipts.load_receipt(s.records_dir, n, o)
+            if not receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[n // s.folds], o):
                 return None
-        return receipts.finalize(s.records_dir, numbers, s.output_config())
+        return receipts.finalize(s.records_dir, numbers, s.output_config(), o)
 
 
 def format_summary(r: dict[str, Any], in_sweep: bool = False) -> str:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any, Iterator
 
 from aslfr.convert import receipts
 from aslfr.convert.settings import Settings
 from aslfr.errors import InputError
-from aslfr.format import layout
+from aslfr.format import layout, storage
 
 
 def merge_all(settings: Settings, splits: list[str] | None = None) -> list[str]:
@@ -21,7 +20,7 @@ def merge_all(settings: Settings, splits: list[str] | None = None) -> list[str]:
     lines = []
     for split in splits or list(layout.SPLITS):
         s = dataclasses.replace(base, split=split)
-        if not (s.records_dir / layout.RECEIPTS).is_dir():
+        if not storage.is_dir(layout.receipts_dir(s.records_dir), s.storage_options):
             if splits:
                 raise InputError(f"{s.records_dir}: no conversion parts of split {split} found")
             continue
@@ -31,7 +30,8 @@ def merge_all(settings: Settings, splits: list[str] | None = None) -> list[str]:
     return lines
 
 
-def merge_parts(out_dir: str, data_dir: str, split: str | None = None, folds: int | None = None) -> Iterator[str]:
+def merge_parts(out_dir: str, data_dir: str, split: str | None = None, folds: int | None = None,
+                storage_options: dict[str, Any] | None = None) -> Iterator[str]:
     """`python -m aslfr.merge`: finalize each split (the one named, or every one with parts) with the
     settings its parts were written with; yields a line per finalized split, then raises InputError
     naming every split with units missing, so that a job chain sees the failure."""
@@ -39,13 +39,14 @@ def merge_parts(out_dir: str, data_dir: str, split: str | None = None, folds: in
         raise InputError(f"split must be one of {', '.join(layout.SPLITS)} or null, got {split!r}")
     if folds is not None and (not isinstance(folds, int) or isinstance(folds, bool) or folds < 2):
         raise InputError(f"folds must be null (as the parts were written) or an integer >= 2, got {folds!r}")
+    options = dict(storage_options or {})
     splits = [split] if split else [name for name in layout.SPLITS
-                                    if (layout.records_dir(out_dir, name) / layout.RECEIPTS).is_dir()]
+                                    if storage.is_dir(layout.receipts_dir(layout.records_dir(out_dir, name)), options)]
     if not splits:
-        raise InputError(f"{Path(out_dir) / layout.RECORDS_ROOT}: no conversion parts found")
+        raise InputError(f"{storage.join(storage.location(out_dir), layout.RECORDS_ROOT)}: no conversion parts found")
     failed = []
     for name in splits:
-        done, line = merge_split(settings_from_parts(out_dir, data_dir, name, folds))
+        done, line = merge_split(settings_from_parts(out_dir, data_dir, name, folds, options))
         if done:
             yield line
         else:
@@ -54,11 +55,13 @@ def merge_parts(out_dir: str, data_dir: str, split: str | None = None, folds: in
         raise InputError("; ".join(failed))
 
 
-def settings_from_parts(out_dir: str, data_dir: str, split: str, folds: int | None = None) -> Settings:
+def settings_from_parts(out_dir: str, data_dir: str, split: str, folds: int | None = None,
+                        storage_options: dict[str, Any] | None = None) -> Settings:
     """The settings a split's parts were written with, from their receipts: merging needs none of them
     repeated. Parts written with different settings, or with other `folds` than given, are an error."""
     records = layout.records_dir(out_dir, split)
-    configs = _part_configs(records)
+    options = dict(storage_options or {})
+    configs = _part_configs(records, options)
     if not configs:
         raise InputError(f"{records}: no conversion parts of split {split} found")
     if folds is not None:
@@ -72,7 +75,7 @@ def settings_from_parts(out_dir: str, data_dir: str, split: str, folds: int | No
                          f"convert the split again with one setting")
     c = configs[0]
     try:  # the CSV is read for the inputs only: unknown characters were the jobs' business
-        s = Settings.from_output_config(data_dir, out_dir, c, skip_unknown_chars=True)
+        s = Settings.from_output_config(data_dir, out_dir, c, skip_unknown_chars=True, storage_options=options)
     except (KeyError, ValueError, TypeError):
         raise InputError(f"{records}: parts written by another version of aslfr (their receipts' config: {c}); "
                          f"convert the split again") from None
@@ -82,11 +85,12 @@ def settings_from_parts(out_dir: str, data_dir: str, split: str, folds: int | No
     return s
 
 
-def _part_configs(records_dir: Path) -> list[dict[str, Any]]:
+def _part_configs(records_dir, options: dict[str, Any]) -> list[dict[str, Any]]:
     """The distinct configs named by the receipts in a records folder."""
     found = {}
-    for path in sorted((records_dir / layout.RECEIPTS).glob("*.json")):
-        r = receipts.load_receipt(records_dir, int(path.stem)) if path.stem.isdigit() else None
+    for path in sorted(storage.glob(layout.receipts_dir(records_dir), "*.json", options), key=str):
+        stem = storage.name(path).removesuffix(".json")
+        r = receipts.load_receipt(records_dir, int(stem), options) if stem.isdigit() else None
         if r and isinstance(r.get("config"), dict):
             found.setdefault(json.dumps(r["config"], sort_keys=True), r["config"])
     return list(found.values())
@@ -105,9 +109,9 @@ def merge_split(s: Settings) -> tuple[bool, str]:
     missing: dict[str, list[int]] = {}
     for i, path in enumerate(p.files):
         for f in range(s.folds):
-            r = receipts.load_receipt(s.records_dir, layout.shard_number(i, f, s.folds))
-            if not receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[i]):
-                missing.setdefault(Path(path).name, []).append(f)
+            r = receipts.load_receipt(s.records_dir, layout.shard_number(i, f, s.folds), s.storage_options)
+            if not receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[i], s.storage_options):
+                missing.setdefault(storage.name(path), []).append(f)
     total, absent = len(p.files) * s.folds, sum(map(len, missing.values()))
     m = finalize_split(p) if not missing else None
     if m is None:

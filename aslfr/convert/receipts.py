@@ -11,30 +11,31 @@ work. Readers read the manifest through `aslfr.format.manifest`."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from aslfr.convert.files import atomic_write_text
 from aslfr.convert.stats import ColumnStats, save
-from aslfr.format import layout
+from aslfr.format import layout, storage
 from aslfr.format.layout import receipt_path
 from aslfr.format.manifest import Manifest, ShardEntry
+from aslfr.format.storage import Location
 from aslfr.format.tfrecord import file_crc32c
 
-
-def write_receipt(records_dir: str | Path, number: int, receipt: dict[str, Any]) -> None:
-    atomic_write_text(receipt_path(records_dir, number), json.dumps(receipt, sort_keys=True))
+Options = Mapping[str, Any] | None
 
 
-def load_receipt(records_dir: str | Path, number: int) -> dict[str, Any] | None:
+def write_receipt(records_dir: Location, number: int, receipt: dict[str, Any], options: Options = None) -> None:
+    storage.write_bytes(receipt_path(records_dir, number), json.dumps(receipt, sort_keys=True).encode(), options)
+
+
+def load_receipt(records_dir: Location, number: int, options: Options = None) -> dict[str, Any] | None:
     try:
-        return json.loads(receipt_path(records_dir, number).read_text())
-    except (OSError, ValueError):
+        return json.loads(storage.read_bytes(receipt_path(records_dir, number), options))
+    except (FileNotFoundError, ValueError):  # not written yet, or by a run killed mid-write (locally)
         return None
 
 
-def receipt_holds(records_dir: str | Path, receipt: dict[str, Any] | None, config: dict[str, Any],
-                  check_crc: bool = True, inputs: str | None = None) -> bool:
+def receipt_holds(records_dir: Location, receipt: dict[str, Any] | None, config: dict[str, Any],
+                  check_crc: bool = True, inputs: str | None = None, options: Options = None) -> bool:
     """True if a receipt was made with this config (and, when given, these inputs) and its shard is
     on disk, intact."""
     if not receipt or receipt.get("config") != config:
@@ -44,35 +45,34 @@ def receipt_holds(records_dir: str | Path, receipt: dict[str, Any] | None, confi
     shard = receipt.get("shard")
     if shard is None:
         return True
-    path = Path(records_dir) / shard["name"]
+    path = storage.join(records_dir, shard["name"])
     try:
-        if path.stat().st_size != shard["bytes"]:
+        if storage.size(path, options) != shard["bytes"]:
             return False
-    except OSError:
+    except FileNotFoundError:
         return False
-    return not check_crc or file_crc32c(path) == shard["crc32c"]
+    return not check_crc or file_crc32c(path, options) == shard["crc32c"]
 
 
-def _remove_unlisted(records_dir: Path, listed: set[str], numbers: set[int]) -> None:
+def _remove_unlisted(records_dir: Location, listed: set[str], numbers: set[int], options: Options) -> None:
     """Delete shards (and their indexes and receipts) left by an earlier run with another layout
     (e.g. more files or folds), so that `glob('*.tfrec')` finds exactly the manifest's shards."""
-    from aslfr.format.layout import index_name, parse_shard_name
+    for path in layout.glob_shards(records_dir, options):
+        if storage.name(path) not in listed:
+            storage.remove(path, options)
+            storage.remove(layout.index_path(path), options)
+    for path in storage.glob(layout.receipts_dir(records_dir), "*.json", options):
+        stem = storage.name(path).removesuffix(".json")
+        if stem.isdigit() and int(stem) not in numbers:
+            storage.remove(path, options)
 
-    for path in records_dir.glob("*.tfrec"):
-        if parse_shard_name(path.name) and path.name not in listed:
-            path.unlink(missing_ok=True)
-            (records_dir / index_name(path.name)).unlink(missing_ok=True)
-    for path in (records_dir / layout.RECEIPTS).glob("*.json"):
-        if path.stem.isdigit() and int(path.stem) not in numbers:
-            path.unlink(missing_ok=True)
 
-
-def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]) -> Manifest | None:
+def finalize(records_dir: Location, numbers: list[int], config: dict[str, Any], options: Options = None) -> Manifest | None:
     """Write manifest.json, means.npy and stds.npy if every unit in `numbers` has a receipt made
     with `config`; return the manifest, or None if some unit is still missing."""
     receipts = []
     for n in sorted(numbers):
-        r = load_receipt(records_dir, n)
+        r = load_receipt(records_dir, n, options)
         if r is None or r.get("config") != config:
             return None
         receipts.append(r)
@@ -84,10 +84,11 @@ def finalize(records_dir: str | Path, numbers: list[int], config: dict[str, Any]
             shards.append(ShardEntry(**r["shard"], file_index=r["file_index"], fold=r["fold"], source=r["source"],
                                      inputs=r.get("inputs")))
     manifest = Manifest.build(config, shards, sum(r.get("missing", 0) for r in receipts))
-    save(stats, records_dir)
-    # left by killed runs; every unit is complete and the caller holds every unit's lock
-    for stale in [*Path(records_dir).glob(".*.tmp"), *(Path(records_dir) / layout.RECEIPTS).glob(".*.tmp")]:
-        stale.unlink(missing_ok=True)
-    _remove_unlisted(Path(records_dir), {s.name for s in shards}, set(numbers))
-    atomic_write_text(Path(records_dir) / layout.MANIFEST, manifest.to_json())
+    save(stats, records_dir, options)
+    # local files left by killed runs; every unit is complete and the caller holds every unit's lock
+    for folder in (records_dir, layout.receipts_dir(records_dir)):
+        for stale in storage.glob(folder, ".*.tmp", options):
+            storage.remove(stale, options)
+    _remove_unlisted(records_dir, {s.name for s in shards}, set(numbers), options)
+    storage.write_bytes(storage.join(records_dir, layout.MANIFEST), manifest.to_json().encode(), options)
     return manifest

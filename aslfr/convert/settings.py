@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from aslfr.errors import InputError
 from aslfr.format import layout
 from aslfr.format.schema import schema_fingerprint
+from aslfr.format.storage import Location
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,11 @@ class Settings:
     multiprocessing_context: str | None = None
     progress: bool = True
     report: str | None = None
+    #: keyword arguments of the filesystem of a URL data_dir / out_dir (credentials, endpoint, ...)
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def records_dir(self) -> Path:
+    def records_dir(self) -> Location:
         return layout.records_dir(self.out_dir, self.split)
 
     @property
@@ -77,6 +79,10 @@ class Settings:
             value = getattr(self, name)
             base = {int: int, float: (int, float), bool: bool, str: str}.get(hint)
             if value is None and name in ("fold", "multiprocessing_context", "report"):
+                continue
+            if name == "storage_options":
+                if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                    raise InputError(f"storage_options must be a mapping of option names to values, got {value!r}")
                 continue
             if name == "fold":
                 ok = isinstance(value, tuple) and all(isinstance(f, int) and not isinstance(f, bool) for f in value)

@@ -1,44 +1,55 @@
 """Writing shards: the reference's record order, TFRecord framing as `aslfr.format.tfrecord` defines it, and
-files that appear under their final name only when complete (temporary file, fsync, rename), with
-their index file."""
+files that appear under their final name only when complete (`storage.publishing`), with their index file."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from contextlib import ExitStack
+from typing import Any, BinaryIO, Mapping
 
 import crc32c
 import numpy as np
 from tfrecord.writer import TFRecordWriter
 
-from aslfr.convert.files import writing
-from aslfr.format.layout import index_name, shard_name, temporary_name
+from aslfr.format import storage
+from aslfr.format.layout import index_name, parse_shard_name, shard_name
 from aslfr.format.manifest import ShardInfo
+from aslfr.format.storage import Location
 from aslfr.format.tfrecord import OVERHEAD, frame_header, index_bytes, masked_crc
 
 
-def _write_all(file, parts) -> None:
-    """One writev system call per record (through the file's descriptor: nothing is buffered)."""
+def _write_all(writer: "RecordWriter", parts) -> None:
+    """A local file: one writev system call per record (through its descriptor: nothing is buffered).
+    A store's file buffers the parts for its upload."""
+    if writer.fd is None:
+        for p in parts:
+            writer.file.write(p)
+        return
     total = sum(len(p) for p in parts)
-    done = os.writev(file.fileno(), parts)
+    done = os.writev(writer.fd, parts)
     if done < total:  # rare short write: the rest one by one
         rest = b"".join(bytes(p) for p in parts)[done:]
         while rest:
-            rest = rest[os.write(file.fileno(), rest):]
+            rest = rest[os.write(writer.fd, rest):]
 
 
 class RecordWriter(TFRecordWriter):
-    """`tfrecord.TFRecordWriter` that takes serialized records, and remembers each record's
-    (offset, framed size) for the index file and a running CRC32C of the whole file."""
+    """`tfrecord.TFRecordWriter` over an open file (`storage.publishing` opens it, where the package
+    would open a path) that takes serialized records, and remembers each record's (offset, framed
+    size) for the index file and a running CRC32C of the whole file."""
 
-    def __init__(self, data_path: str) -> None:
-        super().__init__(data_path)
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        try:
+            self.fd: int | None = file.fileno()
+        except (AttributeError, OSError, ValueError):  # a store's file has none
+            self.fd = None
         self.offsets: list[tuple[int, int]] = []
         self.size = 0
         self.file_crc = 0
 
     def write_serialized(self, record: bytes) -> None:
-        _write_all(self.file, self.frame(record))
+        _write_all(self, self.frame(record))
         framed = len(record) + OVERHEAD
         self.offsets.append((self.size, framed))
         self.size += framed
@@ -49,12 +60,6 @@ class RecordWriter(TFRecordWriter):
         for part in parts:
             self.file_crc = crc32c.crc32c(part, self.file_crc)
         return parts
-
-    def sync(self) -> None:
-        """Flush, fsync, close: the bytes are on disk before the file gets its shard name."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.close()
 
 
 def reference_order(n: int, buffer_size: int, seed: int) -> list[int]:
@@ -78,62 +83,64 @@ def reference_order(n: int, buffer_size: int, seed: int) -> list[int]:
     return order
 
 
-def remove_shard_files(directory: Path, number: int) -> None:
-    """Delete any earlier shard, index or temporary file with this number."""
-    for p in directory.glob(f"{number}.*"):
-        if p.suffix in (".tfrec", ".tfindex"):
-            p.unlink(missing_ok=True)
-    for p in directory.glob(f".{number}.*.tmp"):
-        p.unlink(missing_ok=True)
+def remove_other_shard_files(directory: Location, number: int, keep: str | None = None,
+                             options: Mapping[str, Any] | None = None) -> None:
+    """Delete the shards with this number but another name (and their indexes), left by a run over
+    other inputs, and local temporary files of this number left by killed runs. Run after `keep` is
+    published, so a concurrent run writing the same bytes never finds its shard missing."""
+    keep_index = index_name(keep) if keep else None
+    for p in storage.glob(directory, f"{number}.*", options):
+        name = storage.name(p)
+        if name not in (keep, keep_index) and (parse_shard_name(name) or name.endswith(".tfindex")):
+            storage.remove(p, options)
+    for p in storage.glob(directory, f".{number}.*.tmp", options):
+        storage.remove(p, options)
 
 
 class ShardWriter:
-    """Writes one shard: `.{number}.{pid}.tmp` while open, then index and `{number}.{count}.tfrec`.
+    """Writes one shard of `count` records: `{number}.{count}.tfrec`, published whole by
+    `storage.publishing` after its index file. A context manager: an exception inside publishes
+    nothing. A shard of 0 records leaves no file, like the reference."""
 
-    Used as a context manager: an exception inside removes the temporary file, so no partial
-    shard is ever left under a shard name. An empty shard leaves no file, like the reference."""
-
-    def __init__(self, directory: str | Path, number: int, index_file: bool = True):
-        self.directory = Path(directory)
+    def __init__(self, directory: Location, number: int, count: int, index_file: bool = True,
+                 options: Mapping[str, Any] | None = None):
+        self.directory = storage.location(directory)
         self.number = number
+        self.count = count
         self.index_file = index_file
-        self.tmp = self.directory / temporary_name(str(number), os.getpid())
+        self.options = options
+        self.name = shard_name(number, count) if count else None
+        self._stack = ExitStack()
         self._writer: RecordWriter | None = None
         self.info: ShardInfo | None = None
 
     def __enter__(self) -> "ShardWriter":
-        self.directory.mkdir(parents=True, exist_ok=True)
-        remove_shard_files(self.directory, self.number)
-        self._writer = RecordWriter(str(self.tmp))
+        storage.makedirs(self.directory)
+        if self.name:
+            file = self._stack.enter_context(storage.publishing(storage.join(self.directory, self.name), self.options))
+            self._writer = RecordWriter(file)
         return self
 
     def write(self, record: bytes) -> None:
-        with writing(self.tmp):
-            self._writer.write_serialized(record)
+        self._writer.write_serialized(record)
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        with self._stack:  # publishes the shard only if nothing below raises
+            if exc is not None:
+                raise exc
+            self._finish()
+        remove_other_shard_files(self.directory, self.number, self.name, self.options)
+
+    def _finish(self) -> None:
+        """Check the count, write the index, describe the shard."""
         w = self._writer
-        try:
-            if exc_type is not None:
-                return
-            with writing(self.tmp):
-                w.sync()
-            count = len(w.offsets)
-            if count == 0:
-                return
-            name = shard_name(self.number, count)
-            if self.index_file:
-                index = index_bytes(w.offsets)
-                tmp_index = self.tmp.with_suffix(".idx.tmp")
-                with writing(tmp_index):
-                    tmp_index.write_bytes(index)  # not fsynced: readers validate it, the manifest has its CRC
-                os.replace(tmp_index, self.directory / index_name(name))
-                self.info = ShardInfo(name, count, w.size, f"{w.file_crc:08x}", len(index), f"{crc32c.crc32c(index):08x}")
-            else:
-                self.info = ShardInfo(name, count, w.size, f"{w.file_crc:08x}")
-            os.replace(self.tmp, self.directory / name)
-        finally:
-            if not w.file.closed:
-                w.close()
-            self.tmp.unlink(missing_ok=True)
-            self.tmp.with_suffix(".idx.tmp").unlink(missing_ok=True)
+        if w is None:
+            return
+        if len(w.offsets) != self.count:
+            raise RuntimeError(f"{self.name}: {len(w.offsets)} records written, {self.count} expected")
+        if not self.index_file:
+            self.info = ShardInfo(self.name, self.count, w.size, f"{w.file_crc:08x}")
+            return
+        index = index_bytes(w.offsets)
+        storage.write_bytes(storage.join(self.directory, index_name(self.name)), index, self.options)
+        self.info = ShardInfo(self.name, self.count, w.size, f"{w.file_crc:08x}", len(index), f"{crc32c.crc32c(index):08x}")

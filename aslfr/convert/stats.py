@@ -66,10 +66,10 @@ class ColumnStats:
         return cls(np.asarray(d["count"], np.int64), np.asarray(d["sum"], np.float64), np.asarray(d["sumsq"], np.float64))
 
 
-def save(stats: ColumnStats, directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Write means.npy and stds.npy into `directory` (atomically) and return them; statistics
-    that `load_stats` would refuse are never written (StatsError)."""
-    from aslfr.convert.files import atomic_write_bytes
+def save(stats: ColumnStats, directory, options=None) -> tuple[np.ndarray, np.ndarray]:
+    """Write means.npy and stds.npy into `directory` (a folder or a URL prefix, each file whole or not
+    at all) and return them; statistics that `load_stats` would refuse are never written (StatsError)."""
+    from aslfr.format import storage
 
     means, stds = stats.means_stds()
     try:
@@ -77,7 +77,7 @@ def save(stats: ColumnStats, directory: str | Path) -> tuple[np.ndarray, np.ndar
     except StatsError as e:
         raise StatsError(f"{directory}: statistics not written: {e}") from None
     for name, data in files.items():
-        atomic_write_bytes(Path(directory) / name, data)
+        storage.write_bytes(storage.join(storage.location(directory), name), data, options)
     return means, stds
 
 

@@ -7,7 +7,9 @@
         ... /manifest.json                what a finished run wrote (shards, sizes, CRCs, config)
         ... /means.npy, stds.npy          column statistics
         ... /.aslfr/{number}.json         one receipt per unit of work (resume, merge)
-        ... /.aslfr/lock, {number}.lock   advisory locks of running conversions
+        ... /.aslfr/lock, {number}.lock   advisory locks of running conversions (local folders)
+        ... /.aslfr/run-{fingerprint}-{id}.json   a running conversion's marker (stores: see convert.locks)
+        ... /.{name}.{pid}.tmp            a local file being written (storage.publishing)
 """
 
 from __future__ import annotations
@@ -132,8 +134,3 @@ def shards_among(entries):
 
 def fold_of_number(number: int, folds: int) -> int:
     return number % folds
-
-
-def temporary_name(final: str, pid: int) -> str:
-    """Hidden name a file is written under before it is renamed into place."""
-    return f".{final}.{pid}.tmp"

@@ -13,15 +13,20 @@ from a `storage_options` mapping, the filesystem constructor's keyword arguments
 Files are opened with fsspec's cache off (`cache_type="none"`: its default read-ahead made scattered
 reads 25-30x slower) under a buffer of our own: a stream reads BLOCK bytes a request, in order, and
 a short range (one indexed record) is one ranged request. Listings are not cached, so a reader
-built later sees the store as it is then. Backend errors name the URL."""
+built later sees the store as it is then. Backend errors name the URL.
+
+Writes publish whole files or nothing: `publishing` streams a file that appears under its name only
+when complete (locally a hidden temporary file, fsynced and renamed; on a store a multipart upload
+completed at the end, aborted on error), and `write_bytes` does the same for small files (one PUT)."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping, Sequence, Union
 
@@ -180,3 +185,91 @@ def open_parquet(loc: Location, columns: Sequence[str], options: Mapping[str, An
     fs, path = _fs(loc, options)
     with _naming(loc):
         return fsspec.parquet.open_parquet_file(path, fs=fs, columns=list(columns), engine="pyarrow")
+
+
+def makedirs(loc: Location) -> None:
+    """Create a local folder and its parents; a store needs no folders for its prefixes."""
+    if not is_url(loc):
+        Path(loc).mkdir(parents=True, exist_ok=True)
+
+
+def temporary(path: Path) -> Path:
+    """The hidden name a local file is written under before it is renamed into place."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Errors while writing local `path` name it: a failed `write()` carries no file name, and a full
+    disk should be reported as the output's problem, not the input's."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None and e.errno != errno.ENOSPC:
+            raise
+        name = e.filename or str(path)
+        reason = e.strerror or str(e)
+        if e.errno == errno.ENOSPC:
+            reason += f" (the file system holding {Path(name).parent} is full)"
+        raise OSError(e.errno, reason, name) from None
+
+
+def durable(f: BinaryIO) -> None:
+    """Flush a local file and fsync it: its bytes are on disk before it gets its name."""
+    f.flush()
+    os.fsync(f.fileno())
+
+
+@contextmanager
+def publishing(loc: Location, options: Mapping[str, Any] | None = None) -> Iterator[BinaryIO]:
+    """A new binary file that appears at `loc`, replacing any file there, only when the block ends
+    without an exception; until then readers see the old file or none. Locally: a hidden temporary
+    file beside it, fsynced, renamed over it (removed on error). On a store: a multipart upload with
+    autocommit off, completed at the end (the object appears whole, at once) or aborted on error; a
+    process killed meanwhile leaves only an incomplete upload, which no listing or read shows."""
+    if not is_url(loc):
+        path = Path(loc)
+        tmp = temporary(path)
+        try:
+            with writing(tmp), open(tmp, "wb") as f:
+                yield f
+                durable(f)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
+    fs, path = _fs(loc, options)
+    with _naming(loc):
+        f = fs.open(path, "wb", autocommit=False)
+    try:
+        yield f
+        with _naming(loc):
+            f.close()  # uploads the last part
+            f.commit()
+    except BaseException:
+        with suppress(Exception):
+            f.discard()
+        f.closed = True  # nothing left to flush
+        raise
+
+
+def write_bytes(loc: Location, data: bytes, options: Mapping[str, Any] | None = None) -> None:
+    """A whole small file, published as `publishing` does (on a store: one PUT, which is atomic)."""
+    if not is_url(loc):
+        Path(loc).parent.mkdir(parents=True, exist_ok=True)
+        with publishing(loc) as f:
+            f.write(data)
+        return
+    fs, path = _fs(loc, options)
+    with _naming(loc):
+        fs.pipe_file(path, data)
+
+
+def remove(loc: Location, options: Mapping[str, Any] | None = None) -> None:
+    """Delete a file if it is there."""
+    if not is_url(loc):
+        Path(loc).unlink(missing_ok=True)
+        return
+    fs, path = _fs(loc, options)
+    with suppress(FileNotFoundError), _naming(loc):
+        fs.rm_file(path)

@@ -65,10 +65,12 @@ def parse_index(text: str, path: str | Path, records: int | None = None,
     return out
 
 
-def file_crc32c(path: str | Path) -> str:
-    """CRC32C of a whole file as 8 hex digits (what the manifest records)."""
+def file_crc32c(path: str | Path, options=None) -> str:
+    """CRC32C of a whole file (or object, streamed) as 8 hex digits (what the manifest records)."""
+    from aslfr.format import storage
+
     value = 0
-    with open(path, "rb") as f:
+    with storage.open_read(path, options=options) as (f, _):
         while chunk := f.read(1 << 22):
             value = crc32c.crc32c(chunk, value)
     return f"{value:08x}"

@@ -18,7 +18,7 @@ from aslfr.format.vocab import SELECTED_COLUMNS
 _COLUMN_CHUNK = 8
 
 
-def _open(path: str, columns: Sequence[str]):
+def _open(path: str, columns: Sequence[str], options=None):
     """The file, of which a URL's `columns` (and its index) are fetched up front, concurrently: s3fs's
     default read-ahead fetched megabytes per scattered column chunk (25-30x slower over a local S3
     server), and a request per chunk would pay a round trip each."""
@@ -26,10 +26,10 @@ def _open(path: str, columns: Sequence[str]):
     import pyarrow.parquet as pq
 
     url = storage.is_url(path)
-    if not (storage.is_file(path) if url else Path(path).is_file()):
+    if not (storage.is_file(path, options) if url else Path(path).is_file()):
         raise InputError(f"{path}: parquet file not found")
     try:
-        return pq.ParquetFile(storage.open_parquet(path, [*columns, "sequence_id"])) if url else pq.ParquetFile(path)
+        return pq.ParquetFile(storage.open_parquet(path, [*columns, "sequence_id"], options)) if url else pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         raise InputError(f"{path}: corrupt or truncated parquet file ({_one_line(e)})") from None
 
@@ -144,12 +144,13 @@ def _scratch(n: int) -> np.ndarray:
     return _SCRATCH[:n]
 
 
-def read_landmarks(path: str, columns: Sequence[str] = SELECTED_COLUMNS, reuse_buffer: bool = False) -> Landmarks:
+def read_landmarks(path: str, columns: Sequence[str] = SELECTED_COLUMNS, reuse_buffer: bool = False,
+                   options=None) -> Landmarks:
     """Read `columns` of one file (a few columns at a time) and group its rows by sequence.
 
     With `reuse_buffer` the frames live in a per-process buffer that the next call overwrites
-    (the converter holds one file at a time)."""
-    pf = _open(path, columns)
+    (the converter holds one file at a time). `options`: a URL's storage options."""
+    pf = _open(path, columns, options)
     index = _index_column(pf)
     _check_schema(pf, path, columns, index)
     n = pf.metadata.num_rows
@@ -168,14 +169,14 @@ def read_landmarks(path: str, columns: Sequence[str] = SELECTED_COLUMNS, reuse_b
     return Landmarks(str(path), data, seq_ids, bounds, rows)
 
 
-def parquet_identity(path: str) -> str:
+def parquet_identity(path: str, options=None) -> str:
     """A cheap identity of a parquet file: its size and a hash of its footer (schema, row groups,
     column chunk offsets and statistics), without reading the data pages."""
     import hashlib
 
     try:
-        size = storage.size(path)
-        with storage.open_random(path) as f:
+        size = storage.size(path, options)
+        with storage.open_random(path, options) as f:
             f.seek(max(size - 8, 0))
             tail = f.read(8)
             footer_len = int.from_bytes(tail[:4], "little") if len(tail) == 8 and tail[4:] == b"PAR1" else 0

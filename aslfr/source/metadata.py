@@ -24,12 +24,12 @@ def csv_location(data_dir: str | Path, split: str) -> storage.Location:
     return storage.join(storage.location(data_dir), split_layout(split).csv)
 
 
-def read_csv(csv_path: str | Path) -> pd.DataFrame:
+def read_csv(csv_path: str | Path, options=None) -> pd.DataFrame:
     """Read and check a competition CSV: the five columns, integer ids, non-empty phrases."""
     csv_path = storage.location(csv_path)
-    if not storage.is_file(csv_path):
+    if not storage.is_file(csv_path, options):
         raise InputError(f"{csv_path}: CSV file not found")
-    source = io.BytesIO(storage.read_bytes(csv_path)) if storage.is_url(csv_path) else csv_path
+    source = io.BytesIO(storage.read_bytes(csv_path, options)) if storage.is_url(csv_path) else csv_path
     try:
         df = pd.read_csv(source, dtype={"phrase": str, "path": str}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -94,12 +94,14 @@ def running_index(folds: np.ndarray, n_folds: int) -> np.ndarray:
     return out
 
 
-def load_metadata(data_dir: str | Path, split: str, folds: int = FOLDS, fold_seed: int = FOLD_SEED) -> pd.DataFrame:
-    """The split's CSV plus phrase_len, phrase_type, file_path, fold, phrase_dup and idx."""
+def load_metadata(data_dir: str | Path, split: str, folds: int = FOLDS, fold_seed: int = FOLD_SEED,
+                  options=None) -> pd.DataFrame:
+    """The split's CSV plus phrase_len, phrase_type, file_path, fold, phrase_dup and idx (`options`: a
+    URL's storage options)."""
     data_dir = storage.location(data_dir)
-    if not storage.is_dir(data_dir):
+    if not storage.is_dir(data_dir, options):
         raise InputError(f"{data_dir}: data directory not found")
-    df = read_csv(csv_location(data_dir, split))
+    df = read_csv(csv_location(data_dir, split), options)
     df["phrase_len"] = df["phrase"].str.len().astype(np.int64)
     df["phrase_type"] = [phrase_type(p) for p in df["phrase"]]
     df["file_path"] = [str(storage.join(data_dir, p)) for p in df["path"]]
