@@ -30,7 +30,7 @@ from aslfr.format.example import ExampleBuffer
 from aslfr.format.manifest import Manifest
 from aslfr.format.schema import METADATA_KEYS, encode_record_into
 from aslfr.source.landmarks import parquet_identity, read_landmarks
-from aslfr.source.metadata import csv_location, load_metadata, parquet_files
+from aslfr.source.metadata import load_metadata, parquet_files
 from aslfr.source.records import make_record
 
 @dataclass
@@ -64,7 +64,7 @@ def plan(s: Settings) -> Plan:
         if not s.skip_unknown_chars:
             sid, p = bad[0]
             chars = "".join(vocab.unknown_chars(p))
-            csv = csv_location(s.data_dir, s.split)
+            csv = layout.csv_path(s.data_dir, s.split)
             raise InputError(f"{csv}: sequence {sid}: phrase {p!r} has character(s) {chars!r} outside the "
                              f"character map ({len(bad)} such phrase(s); skip_unknown_chars=true skips them)")
         skipped = {sid for sid, _ in bad}

@@ -69,6 +69,7 @@ LOCK = "lock"
 
 
 def csv_path(data_dir: Location, split_name: str) -> Location:
+    """The split's CSV in `data_dir`, a folder or a URL prefix."""
     return storage.join(storage.location(data_dir), split(split_name).csv)
 
 

@@ -13,15 +13,12 @@ import pandas as pd
 
 from aslfr.errors import InputError
 from aslfr.format import storage
-from aslfr.format.layout import FOLD_SEED, FOLDS, split as split_layout
+from aslfr.format import layout
+from aslfr.format.layout import FOLD_SEED, FOLDS
 from aslfr.format.vocab import phrase_type
 
 CSV_COLUMNS = ["path", "file_id", "sequence_id", "participant_id", "phrase"]
 
-
-def csv_location(data_dir: str | Path, split: str) -> storage.Location:
-    """The split's CSV in `data_dir`, a folder or a URL prefix."""
-    return storage.join(storage.location(data_dir), split_layout(split).csv)
 
 
 def read_csv(csv_path: str | Path, options=None) -> pd.DataFrame:
@@ -101,7 +98,7 @@ def load_metadata(data_dir: str | Path, split: str, folds: int = FOLDS, fold_see
     data_dir = storage.location(data_dir)
     if not storage.is_dir(data_dir, options):
         raise InputError(f"{data_dir}: data directory not found")
-    df = read_csv(csv_location(data_dir, split), options)
+    df = read_csv(layout.csv_path(data_dir, split), options)
     df["phrase_len"] = df["phrase"].str.len().astype(np.int64)
     df["phrase_type"] = [phrase_type(p) for p in df["phrase"]]
     df["file_path"] = [str(storage.join(data_dir, p)) for p in df["path"]]
