@@ -108,15 +108,16 @@ class ShardCache:
                     f = open(tmp, "rb")
                     os.replace(tmp, final)
                     _stamp(final)
-                    self._evict(keep=final.name)
+                    self._evict(final.name, size)
                     return f
             finally:
                 tmp.unlink(missing_ok=True)
         raise CorruptRecordError(f"{url}: downloaded {got} bytes with CRC32C {value:08x}, manifest.json says "
                                  f"{size} bytes with CRC32C {crc} (not cached)")
 
-    def _evict(self, keep: str) -> None:
-        """Remove the least recently used entries until the cache holds at most `limit` bytes."""
+    def _evict(self, keep: str, kept: int) -> None:
+        """Remove the least recently used entries but `keep` (of `kept` bytes) until the cache holds
+        at most `limit` bytes (downloads in progress, under temporary names, not counted)."""
         if self.limit is None:
             return
         found = []
@@ -127,7 +128,7 @@ class ShardCache:
                 except FileNotFoundError:  # evicted by another process meanwhile
                     continue
                 found.append((st.st_mtime_ns, e.name, st.st_size))
-        total = sum(s for *_, s in found) + (self.directory / keep).stat().st_size
+        total = sum(s for *_, s in found) + kept
         for _, name, size in sorted(found):
             if total <= self.limit:
                 break
