@@ -131,6 +131,10 @@ def test_later_epochs_read_the_cache_only(train, url, tmp_path):
     loader = dict(batch_size=None, num_workers=2, multiprocessing_context="fork", timeout=120)
     assert _ids(remote, num_workers=2, multiprocessing_context="fork") == _ids(local, num_workers=2)
     assert _cached(tmp_path / "cache") == _records_files(train)
+
+    def split(epoch):  # the shards the 2 workers share in an epoch (read through their indexes)
+        return {i for slot in (0, 1) for i, a, b in remote._ranges(slot, 2, epoch) if b - a < remote.counts[i]}
+    assert split(1) - split(0) and split(2) - split(0)
     s3().rm(url.removeprefix("s3://"), recursive=True)
     assert not storage.glob(url, "*")
     for epoch in (1, 2):
