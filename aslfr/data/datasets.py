@@ -23,6 +23,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from aslfr.data.tensors import to_torch
 from aslfr.data.transforms.counter import record_key
 from aslfr.format import layout, storage
+from aslfr.format.cache import ShardCache
 from aslfr.format.manifest import ManifestError, checked_index, manifest_folds, no_duplicates, resolve_shards
 from aslfr.format.schema import decode_record, read_shard
 from aslfr.format.tfrecord import count_from, records_from
@@ -88,10 +89,21 @@ def _record_count(path: Path | str, storage_options: Mapping[str, Any] | None = 
 
 
 def _records(path: Path | str, verify: bool, start: int, end: int | None, first_record: int,
-             storage_options: Mapping[str, Any] | None) -> Iterator[memoryview]:
-    """`read_records` for a path or a URL: records from byte `start` to `end`, through the storage seam."""
-    with storage.open_read(path, start, end, storage_options) as (f, size):
+             storage_options: Mapping[str, Any] | None, cache: ShardCache | None = None) -> Iterator[memoryview]:
+    """`read_records` for a path or a URL: records from byte `start` to `end`, through the storage
+    seam (or the reader's local cache)."""
+    opened = cache.open_read(path, start, end) if cache else storage.open_read(path, start, end, storage_options)
+    with opened as (f, size):
         yield from records_from(f, size, path, verify, start, end, first_record)
+
+
+def _cache(cache_dir: str | Path | None, cache_limit: int | None, files: list[Path | str], allow_partial: bool,
+           storage_options: Mapping[str, Any]) -> ShardCache | None:
+    if cache_dir is None:
+        if cache_limit is not None:
+            raise ValueError(f"cache_limit={cache_limit} given without cache_dir=")
+        return None
+    return ShardCache(cache_dir, cache_limit, () if allow_partial else files, storage_options)
 
 
 def distributed_rank() -> tuple[int, int] | None:
@@ -180,6 +192,9 @@ class TFRecordShards(IterableDataset):
     `keys=True`: each item also carries `key`, its record's random key (see the module docstring).
     Paths may be URLs (`s3://bucket/out/tfrecords/train`, `gs://...`), read through
     `aslfr.format.storage`; `storage_options` go to the filesystem (credentials, endpoint, ...).
+    `cache_dir`: a local folder keeping each remote shard (and index) after its first read, checked
+    against the manifest, for later epochs; `cache_limit`: its size in bytes, least recently used
+    files evicted (see `aslfr.format.cache`). Ranks and workers may share one folder.
 
         ds = TFRecordShards("out/tfrecords/train", shuffle=True, transform=FrameTransform(...))
         loader = DataLoader(ds, batch_size=32, num_workers=2, collate_fn=pad_collate)
@@ -188,9 +203,11 @@ class TFRecordShards(IterableDataset):
     def __init__(self, paths: str | Path | Sequence[str | Path], shuffle: bool = False, seed: int = 0,
                  shuffle_buffer: int = 256, verify: bool = True, transform: Callable | None = None,
                  torch_values: bool = True, rank: int | None = None, world_size: int | None = None,
-                 allow_partial: bool = False, keys: bool = False, storage_options: Mapping[str, Any] | None = None):
+                 allow_partial: bool = False, keys: bool = False, storage_options: Mapping[str, Any] | None = None,
+                 cache_dir: str | Path | None = None, cache_limit: int | None = None):
         self.storage_options = dict(storage_options or {})
         self.files = shard_files(paths, allow_partial, self.storage_options)
+        self._cache = _cache(cache_dir, cache_limit, self.files, allow_partial, self.storage_options)
         self.keys = keys
         self.rank, self.world_size = _reader_rank(rank, world_size)
         if shuffle_buffer < 0:
@@ -230,13 +247,14 @@ class TFRecordShards(IterableDataset):
         if a == 0 and b == self.counts[i]:
             start, end = 0, None
         else:
-            offsets = checked_index(path, self.counts[i], self.storage_options)
+            offsets = (self._cache.index(path, self.counts[i]) if self._cache
+                       else checked_index(path, self.counts[i], self.storage_options))
             if offsets is None:
                 raise FileNotFoundError(f"{path}: index file needed to split this file across readers "
                                         f"({layout.index_name(storage.name(path))}; convert with index_files=true)")
             start = offsets[a][0]
             end = offsets[b][0] if b < len(offsets) else None
-        for n, data in enumerate(_records(path, self.verify, start, end, a, self.storage_options), start=a):
+        for n, data in enumerate(_records(path, self.verify, start, end, a, self.storage_options, self._cache), start=a):
             yield (i, n), decode_record(data, f"{path}: record {n}")
 
     def __iter__(self) -> Iterator[Any]:
@@ -277,19 +295,24 @@ def _buffer_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Ite
 
 
 class TFRecordIndexed(Dataset):
-    """Map-style access to shard records through their `.tfindex` files: len() and [i]."""
+    """Map-style access to shard records through their `.tfindex` files: len() and [i].
+    `cache_dir`, `cache_limit`: a local copy of remote shards, as for `TFRecordShards`."""
 
     def __init__(self, paths: str | Path | Sequence[str | Path], verify: bool = True,
                  transform: Callable | None = None, torch_values: bool = True, allow_partial: bool = False,
-                 seed: int = 0, keys: bool = False, storage_options: Mapping[str, Any] | None = None):
+                 seed: int = 0, keys: bool = False, storage_options: Mapping[str, Any] | None = None,
+                 cache_dir: str | Path | None = None, cache_limit: int | None = None):
         self.storage_options = dict(storage_options or {})
         self.files = shard_files(paths, allow_partial, self.storage_options)
+        self._cache = _cache(cache_dir, cache_limit, self.files, allow_partial, self.storage_options)
         self.keys = keys
         self.seed, self._epoch = seed, _SharedEpoch()
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self._where: list[tuple[int, int, int, int]] = []  # (file, record in file, offset, framed size)
         for fi, path in enumerate(self.files):
-            offsets = checked_index(path, _record_count(path, self.storage_options), self.storage_options)
+            records = _record_count(path, self.storage_options)
+            offsets = (self._cache.index(path, records) if self._cache
+                       else checked_index(path, records, self.storage_options))
             if offsets is None:
                 raise FileNotFoundError(f"{path}: no index file {layout.index_name(storage.name(path))} "
                                         "(convert with index_files=true)")
@@ -310,7 +333,7 @@ class TFRecordIndexed(Dataset):
             raise IndexError(f"record {i} out of range: {len(self._where)} records")
         fi, k, offset, size = self._where[i]
         path = self.files[fi]
-        data = next(_records(path, self.verify, offset, offset + size, k, self.storage_options))
+        data = next(_records(path, self.verify, offset, offset + size, k, self.storage_options, self._cache))
         rec = decode_record(data, f"{path}: record {k} at byte {offset}")
         item = to_torch(rec) if self.torch_values else rec
         return _keyed(self.transform, item, (self.seed, self.epoch, fi, k), self)
