@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
                    "`out_dir=` may be left out")
     a = p.parse_args(argv)
     from aslfr.convert.stats import from_records, save
+    from aslfr.format import storage
     from aslfr.format.manifest import resolve_shards
     from aslfr.format.verify import records_dirs
 
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         dirs = records_dirs(a.out_dir)
         if not dirs:
             fail(f"{a.out_dir}: no records folder with a manifest.json (convert first)")
+        if storage.is_url(dirs[0]):  # until means.npy / stds.npy can be published to a store
+            fail(f"{a.out_dir}: stats writes means.npy and stds.npy beside the records; writing to object "
+                 "storage is not supported yet (run it on a local copy; verify and inspect read URLs)")
         for d in dirs:
             stats = from_records(resolve_shards(d))
             if not stats.count.any():
