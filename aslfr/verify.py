@@ -1,5 +1,4 @@
-"""`python -m aslfr.verify out_dir=PATH`: check records folders against their manifests (PATH may be a URL
-such as s3://bucket/out; its shards are streamed).
+"""`python -m aslfr.verify out_dir=PATH`: check records folders against their manifests.
 
 Prints one verdict line per split and exits 1 if any split fails."""
 
