@@ -1,5 +1,6 @@
-"""`python -m aslfr.inspect out_dir=PATH` (or PATH): what was written, per split and fold; with `+sequence_id=N`,
-a PNG of that sequence read back from the records (matplotlib: pip install -e '.[viz]')."""
+"""`python -m aslfr.inspect out_dir=PATH` (or PATH, or a URL such as s3://bucket/out): what was written, per split
+and fold; with `+sequence_id=N`, a PNG of that sequence read back from the records (matplotlib: pip install -e '.[viz]'),
+written into out_dir, or into the current folder when out_dir is a URL."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ def lines(cfg: DictConfig) -> list[str]:
     """What the command prints for a config (out_dir, sequence_id, frames, png)."""
     from aslfr.data.summary import find_sequence, format_table, render, summarize
     from aslfr.errors import InputError
+    from aslfr.format import storage
     from aslfr.format.verify import records_dirs
 
-    out_dir = Path(cfg.out_dir)
+    out_dir = storage.location(cfg.out_dir)
     dirs = records_dirs(out_dir)
     if not dirs:
         raise InputError(f"{out_dir}: no finished records folder (tfrecords/<split>/manifest.json); convert first")
@@ -36,14 +38,17 @@ def lines(cfg: DictConfig) -> list[str]:
         except KeyError as e:
             raise InputError(e.args[0]) from None
         suffix = "_augmentations" if cfg.get("augment") else ""
-        png = Path(cfg.png) if cfg.get("png") else out_dir / f"sequence_{cfg.sequence_id}{suffix}.png"
+        if storage.is_url(cfg.get("png")):
+            raise InputError(f"png={cfg.png}: the PNG is written to a local path, not a URL")
+        name = f"sequence_{cfg.sequence_id}{suffix}.png"
+        png = Path(cfg.png) if cfg.get("png") else Path(name) if storage.is_url(out_dir) else out_dir / name
         if cfg.get("augment"):
             from aslfr.data.transforms.illustrate import render_augmentations
 
             done = render_augmentations(rec["frames"], png, f"{rec['phrase']!r}: the training augmentations (grey: before)")
             return [f"{done}: PNG of the training augmentations on {rec['phrase']!r} written"]
         return [f"{render(rec, png, int(cfg.frames))}: PNG of {rec['phrase']!r}, {rec['n_frames']} frames written"]
-    return [format_table(d.name, summarize(d)) for d in dirs] + [COLUMNS]
+    return [format_table(storage.name(d), summarize(d)) for d in dirs] + [COLUMNS]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")

@@ -17,8 +17,8 @@ def main(argv: list[str] | None = None) -> int:
                "means.npy / stds.npy as training loads them. Per shard: presence, record count, bytes and "
                "CRC32C against manifest.json; the index file's size, CRC32C and offsets; both TFRecord CRCs "
                "of every record; the schema; and that no unlisted shard is in the folder.")
-    add_out_dir(p, "the converter's out_dir, or one records folder ({out_dir}/tfrecords/train); "
-                   "`out_dir=` may be left out")
+    add_out_dir(p, "the converter's out_dir, or one records folder ({out_dir}/tfrecords/train), a path or a "
+                   "URL (s3://bucket/out, configured by the environment); `out_dir=` may be left out")
     a = p.parse_args(argv)
     from aslfr.format.verify import records_dirs, verify_split
 

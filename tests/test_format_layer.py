@@ -240,14 +240,13 @@ def test_verify_fails_on_a_shard_number_out_of_range(out, capsys):
 
 
 @pytest.mark.parametrize("command", ["verify", "stats"])
-@pytest.mark.parametrize("kind", ["nonexistent", "file", "url"])
+@pytest.mark.parametrize("kind", ["nonexistent", "file"])
 def test_a_path_that_is_no_folder_gets_its_own_message(out, capsys, command, kind):
     import importlib
 
-    path = {"nonexistent": str(out / "nope"), "file": str(first_shard(records(out))), "url": "s3://bucket/out"}[kind]
+    path = {"nonexistent": str(out / "nope"), "file": str(first_shard(records(out)))}[kind]
     reason = {"nonexistent": "no such file or folder",
-              "file": "is a file: give an output folder or a records folder",
-              "url": "object-store URLs are not supported yet; copy the folder to a local disk"}[kind]
+              "file": "is a file: give an output folder or a records folder"}[kind]
     with pytest.raises(SystemExit) as e:
         importlib.import_module(f"aslfr.{command}").main([path])
     assert e.value.code == 1

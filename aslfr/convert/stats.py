@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -81,13 +82,13 @@ def save(stats: ColumnStats, directory, options=None) -> tuple[np.ndarray, np.nd
     return means, stds
 
 
-def from_records(shards: list[Path]) -> ColumnStats:
-    """Recompute the statistics from shard files (decoded with the schema, CRCs checked)."""
+def from_records(shards: list[str | Path], storage_options: Mapping[str, Any] | None = None) -> ColumnStats:
+    """Recompute the statistics from shard files, paths or URLs (decoded with the schema, CRCs checked)."""
     from aslfr.format.schema import decode_record
     from aslfr.format.tfrecord import read_records
 
     stats = ColumnStats()
     for path in shards:
-        for n, data in enumerate(read_records(path)):
+        for n, data in enumerate(read_records(path, storage_options=storage_options)):
             stats.add(decode_record(data, f"{path}: record {n}")["frames"])
     return stats

@@ -22,7 +22,7 @@ _HAND_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (
 _ARM_EDGES = [(0, 1), (1, 2), (1, 3), (1, 4)]  # elbow-wrist, wrist-pinky/index/thumb (pose 13,15,17,19,21)
 
 
-def _records(records_dir: Path):
+def _records(records_dir: str | Path):
     for path in resolve_shards(records_dir):
         yield from read_shard(path)
 
@@ -31,7 +31,7 @@ def summarize(records_dir: str | Path, folds: int | None = None) -> dict[int, di
     """Per fold: records, frames mean/p95/max, phrase types, phrase_dup share, share of frames with no
     left / right hand, and how many phrase_ lost their EOS."""
     acc: dict[int, dict[str, Any]] = {}
-    for rec in _records(Path(records_dir)):
+    for rec in _records(records_dir):
         a = acc.setdefault(int(rec["fold"]), {"n_frames": [], "types": Counter(), "dup": 0, "no_left": 0,
                                              "no_right": 0, "lost_eos": 0})
         f = rec["frames"]
@@ -63,7 +63,7 @@ def format_table(split: str, rows: dict[int, dict[str, Any]]) -> str:
     return "\n".join([f"[{split}]", line(head), *(line(b) for b in body)])
 
 
-def find_sequence(out_dir: Path, sequence_id: int) -> dict[str, Any]:
+def find_sequence(out_dir: str | Path, sequence_id: int) -> dict[str, Any]:
     from aslfr.format.verify import records_dirs
 
     for records_dir in records_dirs(out_dir):

@@ -120,9 +120,11 @@ def decode_record(data: bytes | memoryview, where: str = "record") -> dict[str, 
     return out
 
 
-def read_shard(path: str | Path, verify: bool = True) -> Iterator[dict[str, Any]]:
-    """Every record of one shard file, decoded to numpy/python values (CRCs checked by default)."""
-    for n, data in enumerate(read_records(path, verify)):
+def read_shard(path: str | Path, verify: bool = True,
+               storage_options: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Every record of one shard file (a path or a URL), decoded to numpy/python values (CRCs
+    checked by default)."""
+    for n, data in enumerate(read_records(path, verify, storage_options=storage_options)):
         yield decode_record(data, f"{path}: record {n}")
 
 

@@ -72,10 +72,10 @@ def load_stats(records_dir: str | Path,
     return out[0], out[1]
 
 
-def stats_problems(records_dir: str | Path) -> list[str]:
+def stats_problems(records_dir: str | Path, storage_options: Mapping[str, Any] | None = None) -> list[str]:
     """[] when `load_stats` accepts the folder's statistics, else its one-line error (for verify)."""
     try:
-        load_stats(records_dir)
+        load_stats(records_dir, storage_options)
     except (OSError, ValueError) as e:
         return [str(e)]
     return []

@@ -7,12 +7,13 @@ does not import that package (which imports torch)."""
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, Mapping
 
 import crc32c
+
+from aslfr.format import storage
 
 _HEADER = struct.Struct("<Q")
 _MASK = 0xA282EAD8
@@ -65,24 +66,21 @@ def parse_index(text: str, path: str | Path, records: int | None = None,
     return out
 
 
-def file_crc32c(path: str | Path, options=None) -> str:
-    """CRC32C of a whole file (or object, streamed) as 8 hex digits (what the manifest records)."""
-    from aslfr.format import storage
-
+def file_crc32c(path: storage.Location, storage_options: Mapping[str, Any] | None = None) -> str:
+    """CRC32C of a whole file as 8 hex digits (what the manifest records); a URL is streamed."""
     value = 0
-    with storage.open_read(path, options=options) as (f, _):
+    with storage.open_read(path, options=storage_options) as (f, _):
         while chunk := f.read(1 << 22):
             value = crc32c.crc32c(chunk, value)
     return f"{value:08x}"
 
 
-def read_records(path: str | Path, verify: bool = True, start: int = 0, end: int | None = None,
-                 first_record: int = 0) -> Iterator[memoryview]:
-    """Yield the serialized records (writable memoryviews) of one local TFRecord file from byte
-    `start` to `end` (`records_from`; URLs are read through `aslfr.format.storage`)."""
-    with open(path, "rb") as f:
-        f.seek(start)
-        yield from records_from(f, os.fstat(f.fileno()).st_size, path, verify, start, end, first_record)
+def read_records(path: storage.Location, verify: bool = True, start: int = 0, end: int | None = None,
+                 first_record: int = 0, storage_options: Mapping[str, Any] | None = None) -> Iterator[memoryview]:
+    """Yield the serialized records (writable memoryviews) of one TFRecord file (a path or a URL)
+    from byte `start` to `end` (`records_from`)."""
+    with storage.open_read(path, start, end, storage_options) as (f, size):
+        yield from records_from(f, size, path, verify, start, end, first_record)
 
 
 def records_from(f: BinaryIO, size: int, path: str | Path, verify: bool = True, start: int = 0,
@@ -121,10 +119,10 @@ def records_from(f: BinaryIO, size: int, path: str | Path, verify: bool = True, 
         n += 1
 
 
-def count_records(path: str | Path) -> int:
-    """Records in a local file, walking the length headers only."""
-    with open(path, "rb") as f:
-        return count_from(f, os.fstat(f.fileno()).st_size, path)
+def count_records(path: storage.Location, storage_options: Mapping[str, Any] | None = None) -> int:
+    """Records in a file (a path or a URL), walking the length headers only."""
+    with storage.open_read(path, options=storage_options) as (f, size):
+        return count_from(f, size, path)
 
 
 def count_from(f: BinaryIO, size: int, path: str | Path) -> int:

@@ -6,62 +6,66 @@ stds.npy load as training needs them."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any, Mapping
 
-from aslfr.format import layout
+from aslfr.format import layout, storage
 from aslfr.format.manifest import ManifestError, checked_index, load_manifest
 from aslfr.format.schema import read_shard
 from aslfr.format.stats import stats_problems
+from aslfr.format.storage import Location
 from aslfr.format.tfrecord import CorruptRecordError, file_crc32c
 
 
-def records_dirs(root: str | Path) -> list[Path]:
-    """A records folder itself, or the records folders of an output folder ({out_dir}/tfrecords/*);
-    a path that cannot be either (a URL, nothing, a file) is an error saying which."""
-    if "://" in str(root):
-        raise ManifestError(f"{root}: object-store URLs are not supported yet; copy the folder to a local disk")
-    root = Path(root)
-    if not root.exists():
+def records_dirs(root: str | Location, storage_options: Mapping[str, Any] | None = None) -> list[Location]:
+    """A records folder itself, or the records folders of an output folder ({out_dir}/tfrecords/*),
+    as paths or URLs; a location that cannot be either (nothing, a file) is an error saying which."""
+    root = storage.location(root)
+    if not storage.is_dir(root, storage_options):
+        if storage.is_file(root, storage_options):
+            raise ManifestError(f"{root}: is a file: give an output folder or a records folder")
         raise ManifestError(f"{root}: no such file or folder")
-    if not root.is_dir():
-        raise ManifestError(f"{root}: is a file: give an output folder or a records folder")
-    if (root / layout.MANIFEST).is_file():
+    if storage.is_file(storage.join(root, layout.MANIFEST), storage_options):
         return [root]
-    found = sorted(p.parent for p in root.glob(f"{layout.RECORDS_ROOT}/*/{layout.MANIFEST}"))
-    return found or sorted(p.parent for p in root.glob(f"*/{layout.MANIFEST}"))
+    for pattern in (f"{layout.RECORDS_ROOT}/*/{layout.MANIFEST}", f"*/{layout.MANIFEST}"):
+        found = sorted(map(storage.parent, storage.glob(root, pattern, storage_options)))
+        if found:
+            return found
+    return []
 
 
-def verify_split(records_dir: Path) -> tuple[bool, str]:
-    """(ok, one-line verdict) for one records folder."""
+def verify_split(records_dir: Location, storage_options: Mapping[str, Any] | None = None) -> tuple[bool, str]:
+    """(ok, one-line verdict) for one records folder (a path or a URL)."""
+    records_dir = storage.location(records_dir)
+    opts = storage_options
     try:
-        m = load_manifest(records_dir)
+        m = load_manifest(records_dir, opts)
     except ManifestError as e:
         return False, f"{records_dir}: FAIL {e}"
     if m is None:
         return False, f"{records_dir}: FAIL no manifest.json"
-    problems = [f"manifest.json: {p}" for p in m.inconsistencies()] + stats_problems(records_dir)
+    problems = [f"manifest.json: {p}" for p in m.inconsistencies()] + stats_problems(records_dir, opts)
     listed = {s.name for s in m.shards}
-    extra = [p.name for p in layout.glob_shards(records_dir) if p.name not in listed]
+    extra = [n for n in map(storage.name, layout.glob_shards(records_dir, opts)) if n not in listed]
     if extra:
         problems.append(f"{len(extra)} shard(s) not in the manifest, first {extra[0]}")
     records = 0
     for s in m.shards:
-        path = records_dir / s.name
-        if not path.is_file():
+        path = storage.join(records_dir, s.name)
+        if not storage.is_file(path, opts):
             problems.append(f"{s.name}: missing")
             continue
-        if path.stat().st_size != s.bytes:
-            problems.append(f"{s.name}: {path.stat().st_size} bytes, manifest says {s.bytes}")
+        if (size := storage.size(path, opts)) != s.bytes:
+            problems.append(f"{s.name}: {size} bytes, manifest says {s.bytes}")
             continue
-        if file_crc32c(path) != s.crc32c:
+        if file_crc32c(path, opts) != s.crc32c:
             problems.append(f"{s.name}: checksum differs from the manifest")
             continue
         try:
-            if s.index_bytes is not None and not layout.index_path(path).is_file():
+            if s.index_bytes is not None and not storage.is_file(layout.index_path(path), opts):
                 raise CorruptRecordError(f"{layout.index_name(s.name)}: index file missing")
-            checked_index(path, s.records)
+            checked_index(path, s.records, opts)
             n = 0
-            for rec in read_shard(path):
+            for rec in read_shard(path, storage_options=opts):
                 n += 1
                 if int(rec["fold"]) != s.fold or rec["n_frames"] != rec["frames"].shape[0]:
                     raise ValueError(f"{s.name}: record {n - 1} does not match its shard (fold/n_frames)")
