@@ -67,6 +67,14 @@ def test_bucket_to_bucket_equals_the_local_conversion(converted, small_data, tmp
     assert s3().cat_file(f"{out}/inference_args.json") == (converted / "inference_args.json").read_bytes()
 
 
+def test_spawned_workers_write_to_a_bucket(converted, small_data, tmp_path):
+    """Spawned workers build their own clients from the pickled settings; the run summary goes to the bucket too."""
+    out = f"{new_bucket()}/out"
+    r = convert(small_data, out, "num_workers=2", "multiprocessing_context=spawn", f"report={out}/report.json")
+    assert json.loads(s3().cat_file(f"{out}/report.json")) == json.loads(json.dumps(r))
+    _same_as_local(out, converted, "train")
+
+
 def test_local_data_to_a_bucket_resumes_by_receipts(converted, small_data):
     out = f"{new_bucket()}/out"
     first = convert(small_data, out, "num_workers=0")

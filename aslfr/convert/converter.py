@@ -312,7 +312,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
         if finalize:
             result["finalized"] = finalize_split(p) is not None
     if s.report:
-        storage.write_bytes(storage.location(s.report), json.dumps(result, indent=1).encode())
+        storage.write_bytes(storage.location(s.report), json.dumps(result, indent=1).encode(), s.storage_options)
     return result
 
 
