@@ -67,13 +67,24 @@ def _fs(url: str, options: Mapping[str, Any] | None) -> tuple[Any, str]:
     import fsspec
 
     protocol = url.split("://", 1)[0]
-    opts = {**_DEFAULTS.get(protocol, {}), **(options or {})}
+    opts = {**_DEFAULTS.get(protocol, {}), **_emulated(protocol), **(options or {})}
     key = (protocol, json.dumps(opts, sort_keys=True, default=repr))
     mine = _clients.setdefault(os.getpid(), {})
     if key not in mine:
         with _naming(url):
             mine[key] = fsspec.filesystem(protocol, skip_instance_cache=True, **opts)
     return mine[key], mine[key]._strip_protocol(url)
+
+
+def _emulated(protocol: str) -> dict[str, Any]:
+    """Defaults for a GCS emulator (STORAGE_EMULATOR_HOST, which gcsfs reads for its endpoint): no
+    credentials, as google-cloud-storage does (gcsfs would look for Google's first, on a metadata
+    server too), and no zonal-bucket probe over gRPC, which an emulator does not speak (gcsfs's
+    default, read when it is imported: it waits out a timeout of 40-60 s a bucket)."""
+    if protocol not in ("gs", "gcs") or not os.environ.get("STORAGE_EMULATOR_HOST"):
+        return {}
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    return {"token": "anon"}
 
 
 @contextmanager
