@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -131,6 +132,39 @@ def test_missing_bucket_object_and_empty_objects_name_the_url(converted, bucket)
         load_stats(empty)
     with pytest.raises(ManifestError, match=f"^{empty}/manifest.json: unreadable manifest"):
         TFRecordShards(empty)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refusals_are_one_line_naming_the_url(status):
+    """A server that refuses every request as GCS does (the emulator checks no credentials): gcsfs
+    raises an HttpError, no OSError (401), or a two-line OSError "Forbidden: ..." (403)."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"error": {"code": status, "message": "Anonymous caller does not have\n"
+                                                                     "storage.objects.get access"}}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = "gs://private-bucket/out/tfrecords/train"
+        with pytest.raises(PermissionError) as e:
+            TFRecordShards(url, storage_options={"endpoint_url": f"http://127.0.0.1:{server.server_address[1]}"})
+        assert re.fullmatch(f"{url}: [^\n]*Anonymous caller does not have storage.objects.get access[^\n]*",
+                            str(e.value)), str(e.value)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_emulator_is_spoken_to_anonymously(bucket, monkeypatch):

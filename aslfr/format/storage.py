@@ -89,12 +89,19 @@ def _emulated(protocol: str) -> dict[str, Any]:
 
 @contextmanager
 def _naming(url: str) -> Iterator[None]:
-    """A backend's OSError as one line naming the URL (FileNotFoundError and PermissionError kept)."""
+    """A backend's OSError as one line naming the URL (FileNotFoundError and PermissionError kept).
+    gcsfs refuses with a two-line OSError "Forbidden: ..." (403), and with an HttpError, which is no
+    OSError (401, other statuses): a PermissionError for 401 and 403, else an OSError."""
     try:
         yield
-    except OSError as e:
-        kind = type(e) if isinstance(e, (FileNotFoundError, PermissionError)) else OSError
-        raise kind(f"{url}: {e.strerror or str(e) or type(e).__name__}") from None
+    except Exception as e:
+        code = getattr(e, "code", None) if type(e).__module__.startswith("gcsfs.") else None  # an HttpError
+        if not isinstance(e, OSError) and code is None:
+            raise
+        text = " ".join(str(e.strerror if isinstance(e, OSError) and e.strerror else e).split()) or type(e).__name__
+        denied = isinstance(e, PermissionError) or code in (401, 403) or text.startswith("Forbidden: ")
+        kind = PermissionError if denied else FileNotFoundError if isinstance(e, FileNotFoundError) else OSError
+        raise kind(f"{url}: {text}") from None
 
 
 def _kind(url: str, options: Mapping[str, Any] | None) -> str | None:
