@@ -72,7 +72,7 @@ def _fs(url: str, options: Mapping[str, Any] | None) -> tuple[Any, str]:
     import fsspec
 
     protocol = url.split("://", 1)[0]
-    opts = {**_DEFAULTS.get(protocol, {}), **(options or {})}
+    opts = {**_DEFAULTS.get(protocol, {}), **_emulated(protocol), **(options or {})}
     key = (protocol, json.dumps(opts, sort_keys=True, default=repr))
     mine = _clients.setdefault(os.getpid(), {})
     if key not in mine:
@@ -81,14 +81,32 @@ def _fs(url: str, options: Mapping[str, Any] | None) -> tuple[Any, str]:
     return mine[key], mine[key]._strip_protocol(url)
 
 
+def _emulated(protocol: str) -> dict[str, Any]:
+    """Defaults for a GCS emulator (STORAGE_EMULATOR_HOST, which gcsfs reads for its endpoint): no
+    credentials, as google-cloud-storage does (gcsfs would look for Google's first, on a metadata
+    server too), and no zonal-bucket probe over gRPC, which an emulator does not speak (gcsfs's
+    default, read when it is imported: it waits out a timeout of 40-60 s a bucket)."""
+    if protocol not in ("gs", "gcs") or not os.environ.get("STORAGE_EMULATOR_HOST"):
+        return {}
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    return {"token": "anon"}
+
+
 @contextmanager
 def _naming(url: str) -> Iterator[None]:
-    """A backend's OSError as one line naming the URL (FileNotFoundError and PermissionError kept)."""
+    """A backend's OSError as one line naming the URL (FileNotFoundError and PermissionError kept).
+    gcsfs refuses with a two-line OSError "Forbidden: ..." (403), and with an HttpError, which is no
+    OSError (401, other statuses): a PermissionError for 401 and 403, else an OSError."""
     try:
         yield
-    except OSError as e:
-        kind = type(e) if isinstance(e, (FileNotFoundError, PermissionError)) else OSError
-        raise kind(f"{url}: {e.strerror or str(e) or type(e).__name__}") from None
+    except Exception as e:
+        code = getattr(e, "code", None) if type(e).__module__.startswith("gcsfs.") else None  # an HttpError
+        if not isinstance(e, OSError) and code is None:
+            raise
+        text = " ".join(str(e.strerror if isinstance(e, OSError) and e.strerror else e).split()) or type(e).__name__
+        denied = isinstance(e, PermissionError) or code in (401, 403) or text.startswith("Forbidden: ")
+        kind = PermissionError if denied else FileNotFoundError if isinstance(e, FileNotFoundError) else OSError
+        raise kind(f"{url}: {text}") from None
 
 
 def _kind(url: str, options: Mapping[str, Any] | None) -> str | None:

