@@ -208,9 +208,9 @@ def test_a_missing_parquet_object_is_one_error_line_naming_the_url(small_data, t
     assert res.stderr.strip().splitlines() == [f"aslfr: error: {src}/{gone}: parquet file not found"]
 
 
-@pytest.mark.xfail(strict=False, reason="converter output to URLs lands with the integrator's branch")
 def test_convert_from_a_bucket_to_a_bucket_equals_the_local_conversion(converted, data_bucket, tmp_path, monkeypatch):
-    """Records under out/tfrecords/{train,sup}/ and out/inference_args.json, as the local run's."""
+    """Records under out/tfrecords/{train,sup}/ and out/inference_args.json, as the local run's; no
+    local `gs:` folder; no run marker left."""
     monkeypatch.chdir(tmp_path)  # where a converter that takes the URL for a path would write
     out = f"{new_bucket()}/out"
     for split in ("train", "supplemental"):
@@ -221,3 +221,24 @@ def test_convert_from_a_bucket_to_a_bucket_equals_the_local_conversion(converted
         assert {k: v for k, v in objects.items() if k.startswith(f"tfrecords/{sub}/")} == \
                {f"tfrecords/{sub}/{k}": v for k, v in local.items()} and len(local) > 3
     assert objects["inference_args.json"] == (converted / "inference_args.json").read_bytes()
+    assert list(tmp_path.iterdir()) == [] and not [k for k in tree_bytes_url(out, hidden=True) if "/run-" in k]
+
+
+@pytest.mark.parametrize("size", [100_000, 12 << 20])  # one request / a resumable upload in several pieces
+def test_a_file_is_published_whole_or_not_at_all(size):
+    """storage.publishing on gs://: nothing is visible while it is written, nor after an error inside;
+    the exact bytes appear at the end."""
+    url = f"{new_bucket()}/out/0.5.tfrec"
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    with pytest.raises(RuntimeError, match="^stop$"):
+        with storage.publishing(url) as f:
+            f.write(data)
+            f.flush()
+            raise RuntimeError("stop")
+    assert not storage.is_file(url)
+    with storage.publishing(url) as f:
+        f.write(data[: size // 2])
+        f.flush()
+        assert not storage.is_file(url)
+        f.write(data[size // 2:])
+    assert storage.read_bytes(url) == data
