@@ -81,14 +81,21 @@ def _fs(url: str, options: Mapping[str, Any] | None) -> tuple[Any, str]:
     return mine[key], mine[key]._strip_protocol(url)
 
 
+#: Packages whose errors are a store's errors even where they are no OSError (botocore's
+#: EndpointConnectionError, once s3fs's retries are spent, is a plain Exception).
+_BACKENDS = {"botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "fsspec"}
+
+
 @contextmanager
 def _naming(url: str) -> Iterator[None]:
-    """A backend's OSError as one line naming the URL (FileNotFoundError and PermissionError kept)."""
+    """A backend's error as one line naming the URL (FileNotFoundError and PermissionError kept)."""
     try:
         yield
-    except OSError as e:
+    except Exception as e:
+        if not isinstance(e, OSError) and type(e).__module__.split(".")[0] not in _BACKENDS:
+            raise
         kind = type(e) if isinstance(e, (FileNotFoundError, PermissionError)) else OSError
-        raise kind(f"{url}: {e.strerror or str(e) or type(e).__name__}") from None
+        raise kind(f"{url}: {getattr(e, 'strerror', None) or str(e) or type(e).__name__}") from None
 
 
 def _kind(url: str, options: Mapping[str, Any] | None) -> str | None:
@@ -241,6 +248,13 @@ def publishing(loc: Location, options: Mapping[str, Any] | None = None) -> Itera
     fs, path = _fs(loc, options)
     with _naming(loc):
         f = fs.open(path, "wb", autocommit=False)
+    write = f.write
+
+    def named_write(data: bytes) -> int:  # a part's failed upload names the URL
+        with _naming(loc):
+            return write(data)
+
+    f.write = named_write
     try:
         yield f
         with _naming(loc):
