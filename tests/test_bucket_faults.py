@@ -10,9 +10,12 @@ an event, not a delay. Down for good, the port is closed (connection refused).""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +27,7 @@ pytest.importorskip("moto.server", reason="moto[server] is not installed (a test
 pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip install -e '.[s3,test]')")
 
 from buckets import ENV, new_bucket, s3, tree_bytes_url  # noqa: E402
-from conftest import convert, tree_bytes  # noqa: E402
+from conftest import ROOT, convert, tree_bytes  # noqa: E402
 from test_reader import _same  # noqa: E402  (items equal, NaN included)
 
 from aslfr.data.datasets import TFRecordShards  # noqa: E402
@@ -277,13 +280,17 @@ def test_an_upload_cut_for_good_is_one_error_and_the_rerun_completes(server, lon
 
 # c: 0-byte objects
 
-@pytest.mark.parametrize("empty", ["parquet", "csv"])
-def test_a_0_byte_input_object_is_one_line_naming_it(server, small_data, tmp_path, empty):
+@pytest.mark.parametrize("empty, problem", [("parquet", "corrupt or truncated parquet file (Parquet file size is 0 bytes)"),
+                                            ("csv", "unreadable CSV (")])
+def test_a_0_byte_input_object_is_one_line_naming_it(server, small_data, tmp_path, empty, problem):
+    """The command, as a user runs it: its whole stderr is the one line."""
     bucket = new_bucket(small_data, "data")
     name = "train.csv" if empty == "csv" else \
         sorted(p.relative_to(small_data).as_posix() for p in (small_data / "train_landmarks").glob("*.parquet"))[0]
     url = f"{bucket}/data/{name}"
     s3().pipe_file(url, b"")
-    with pytest.raises((InputError, OSError)) as e:
-        _bounded(convert, f"{bucket}/data", tmp_path, "num_workers=0")
-    assert str(e.value).startswith(f"{url}: ") and "\n" not in str(e.value), str(e.value)
+    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={bucket}/data", f"out_dir={tmp_path}",
+                          "num_workers=0", "progress=false"], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=HANG)
+    assert res.returncode == 1
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"aslfr: error: {url}: {problem}"), res.stderr

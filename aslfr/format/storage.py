@@ -26,6 +26,7 @@ import io
 import json
 import os
 import re
+import warnings
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping, Sequence, Union
@@ -190,7 +191,9 @@ def open_parquet(loc: Location, columns: Sequence[str], options: Mapping[str, An
     import fsspec.parquet
 
     fs, path = _fs(loc, options)
-    with _naming(loc):
+    with _naming(loc), warnings.catch_warnings():
+        # said of a file too short for a footer (0 bytes): pyarrow's error on it is the one line to show
+        warnings.filterwarnings("ignore", "Not enough data was used to sample the parquet footer")
         return fsspec.parquet.open_parquet_file(path, fs=fs, columns=list(columns), engine="pyarrow")
 
 
