@@ -111,7 +111,7 @@ def test_merge_has_its_own_help(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("python -m aslfr.merge out_dir=PATH data_dir=PATH [split=...] [folds=N]: finalize")
     assert [ln.split("=")[0].strip() for ln in res.stdout.splitlines() if re.match(r"\s+\w+=", ln)] == \
-        ["out_dir", "data_dir", "split", "folds"]
+        ["out_dir", "data_dir", "split", "folds", "storage_options"]
     assert "competition parquet" not in res.stdout and list(tmp_path.iterdir()) == []
 
 

@@ -19,10 +19,10 @@ def test_random_byte_flips_always_detected(tmp_path_factory, data):
     from aslfr.format.tfrecord import CorruptRecordError
 
     path = tmp_path_factory.mktemp("flip") / "0.3.tfrec"
-    w = RecordWriter(str(path))
-    for i in range(3):
-        w.write_serialized(encode_example({"a": ("int", [i]), "f": ("float", np.arange(50, dtype=np.float32))}))
-    w.close()
+    with open(path, "wb") as f:
+        w = RecordWriter(f)
+        for i in range(3):
+            w.write_serialized(encode_example({"a": ("int", [i]), "f": ("float", np.arange(50, dtype=np.float32))}))
     raw = bytearray(path.read_bytes())
     pos = data.draw(st.integers(0, len(raw) - 1))
     raw[pos] ^= data.draw(st.integers(1, 255))

@@ -109,6 +109,8 @@ class FileConversion(Dataset):
         except InputError as e:  # returned, not raised: a worker's exception would arrive with a traceback
             return {"error": str(e)}
         except OSError as e:  # disk full, permissions: the shard writer has removed its temporary file
+            if e.filename is None and e.strerror is None:  # a store's error: its text begins with the URL
+                return {"error": f"{e} (while converting {self.p.files[i]})"}
             where = e.filename or self.p.files[i]
             return {"error": f"{where}: {e.strerror or e} (while converting {self.p.files[i]})"}
 

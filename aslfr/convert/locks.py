@@ -19,7 +19,7 @@ import os
 import sys
 import time
 import uuid
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -83,8 +83,11 @@ def claimed(records_dir: Location, fingerprint: str, options: Mapping[str, Any] 
                              f"({_describe(others[0], options)}); wait for it, or delete {others[0]} "
                              f"if it is no longer running")
         yield
-    finally:
-        storage.remove(me, options)
+    except BaseException:
+        with suppress(OSError):  # the store may be what failed: report the error that ended the run
+            storage.remove(me, options)
+        raise
+    storage.remove(me, options)
 
 
 def _describe(marker: Location, options: Mapping[str, Any] | None) -> str:

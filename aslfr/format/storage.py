@@ -26,6 +26,7 @@ import io
 import json
 import os
 import re
+import warnings
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping, Sequence, Union
@@ -92,17 +93,23 @@ def _emulated(protocol: str) -> dict[str, Any]:
     return {"token": "anon"}
 
 
+#: Packages whose errors are a store's errors even where they are no OSError (botocore's
+#: EndpointConnectionError, once s3fs's retries are spent, is a plain Exception).
+_BACKENDS = {"botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "fsspec"}
+
+
 @contextmanager
 def _naming(url: str) -> Iterator[None]:
-    """A backend's OSError as one line naming the URL (FileNotFoundError and PermissionError kept).
-    gcsfs refuses with a two-line OSError "Forbidden: ..." (403), and with an HttpError, which is no
-    OSError (401, other statuses): a PermissionError for 401 and 403, else an OSError."""
+    """A backend's error as one line naming the URL (FileNotFoundError and PermissionError kept), also
+    where it is no OSError (botocore's connection errors once s3fs's retries are spent; gcsfs's
+    HttpError). gcsfs refuses with a two-line OSError "Forbidden: ..." (403), or an HttpError (401):
+    a PermissionError for 401 and 403."""
     try:
         yield
     except Exception as e:
-        code = getattr(e, "code", None) if type(e).__module__.startswith("gcsfs.") else None  # an HttpError
-        if not isinstance(e, OSError) and code is None:
+        if not isinstance(e, OSError) and type(e).__module__.split(".")[0] not in _BACKENDS:
             raise
+        code = getattr(e, "code", None) if type(e).__module__.startswith("gcsfs.") else None  # an HttpError
         text = " ".join(str(e.strerror if isinstance(e, OSError) and e.strerror else e).split()) or type(e).__name__
         denied = isinstance(e, PermissionError) or code in (401, 403) or text.startswith("Forbidden: ")
         kind = PermissionError if denied else FileNotFoundError if isinstance(e, FileNotFoundError) else OSError
@@ -201,7 +208,9 @@ def open_parquet(loc: Location, columns: Sequence[str], options: Mapping[str, An
     import fsspec.parquet
 
     fs, path = _fs(loc, options)
-    with _naming(loc):
+    with _naming(loc), warnings.catch_warnings():
+        # said of a file too short for a footer (0 bytes): pyarrow's error on it is the one line to show
+        warnings.filterwarnings("ignore", "Not enough data was used to sample the parquet footer")
         return fsspec.parquet.open_parquet_file(path, fs=fs, columns=list(columns), engine="pyarrow")
 
 
@@ -259,6 +268,13 @@ def publishing(loc: Location, options: Mapping[str, Any] | None = None) -> Itera
     fs, path = _fs(loc, options)
     with _naming(loc):
         f = fs.open(path, "wb", autocommit=False)
+    write = f.write
+
+    def named_write(data: bytes) -> int:  # a part's failed upload names the URL
+        with _naming(loc):
+            return write(data)
+
+    f.write = named_write
     try:
         yield f
         with _naming(loc):
