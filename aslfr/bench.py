@@ -15,23 +15,32 @@ around 160 frames, whole-hand NaN runs, all 1629 float32 columns.
      --tf-python (`make bench-tf`) TensorFlow's own pipeline on the same records and cores beside
      them; on a GPU, the batched augmentations and the whole loop
   f) peak RSS of the converter's main process and of a worker
---readers-only skips a)-d) and f) (the records are converted once, untimed).
+  g) object storage, against moto's S3 server started in this process on 127.0.0.1 (loopback: the
+     software overhead of a bucket, not cloud latency), on a small dataset of its own (moto reads a
+     whole object per GET, so objects stay under ~16 MB): the plain read (pack_collate, 2 workers)
+     from s3:// with and without cache_dir against the same records on disk, and the converter
+     s3:// -> s3:// against local -> local; skipped, with the reason, without moto or s3fs
+--readers-only skips a)-d), f) and g) (the records are converted once, untimed); --bucket-only runs g).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
 import sys
 import time
+import uuid
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
 from aslfr.cli import one_line_errors, prog
 from aslfr.errors import InputError
+from aslfr.format import storage
 
 FILES = 4
 SEQUENCES = 1000
@@ -112,19 +121,23 @@ def floor(files: list[Path], out: Path) -> tuple[float, list[float]]:
         return time.perf_counter() - t, per_file
 
 
-def convert(data: Path, out: Path, workers: int = 2) -> tuple[float, dict]:
+def convert(data: Path | str, out: Path | str, workers: int = 2, report: Path | None = None) -> tuple[float, dict]:
+    """(wall time, report) of the converter in a subprocess; a local `out` is removed first (a URL
+    `out` must be empty, and `report` a local file)."""
     import shutil
 
-    shutil.rmtree(out, ignore_errors=True)
+    if not storage.is_url(out):
+        shutil.rmtree(out, ignore_errors=True)
+    report = report or Path(out) / "report.json"
     os.sync()
     t = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={data}", f"out_dir={out}", f"num_workers={workers}",
-                          "progress=false", "report=" + str(out / "report.json")], capture_output=True, text=True,
+                          "progress=false", f"report={report}"], capture_output=True, text=True,
                          env=dict(os.environ, ASLFR_PHASES="1"))
     wall = time.perf_counter() - t
     if res.returncode:
         sys.exit(res.stderr)
-    return wall, json.loads((out / "report.json").read_text())
+    return wall, json.loads(report.read_text())
 
 
 def selected_bytes(files: list[Path]) -> int:
@@ -143,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
                                        "pipeline on the same records beside aslfr's (`make bench-tf` builds it)")
     p.add_argument("--ref-src", help="the reference repo's src/tf folder (augment.py, preprocess.py), for --tf-python")
     p.add_argument("--readers-only", action="store_true", help="only the reading paths (e); records converted once")
+    p.add_argument("--bucket-only", action="store_true", help="only the object-storage rows (g)")
     p.add_argument("--gpu-only", action="store_true", help="with --readers-only: only the GPU figures")
     p.add_argument("--files", type=int, default=FILES, help="parquet files to generate (4)")
     p.add_argument("--sequences", type=int, default=SEQUENCES, help="sequences per generated file (1000)")
@@ -156,7 +170,11 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError("--gpu-only goes with --readers-only, on a machine with a CUDA device")
         if bool(a.tf_python) != bool(a.ref_src):
             raise InputError("--tf-python and --ref-src go together (`make bench-tf` gives both)")
-        if a.readers_only:
+        if a.bucket_only and (a.readers_only or a.tf_python):
+            raise InputError("--bucket-only runs alone: without --readers-only and --tf-python")
+        if a.bucket_only:
+            print_rows(bucket_rows(Path(a.data).absolute(), a.epochs, a.repeat))
+        elif a.readers_only:
             readers(a)
         else:
             run(a)
@@ -272,6 +290,8 @@ def run(a: argparse.Namespace) -> None:
     print_rows(rows)
     print()
     print(phase_table(runs["floor_phases"], runs["convert_phases"]))
+    print()
+    print_rows(bucket_rows(root, a.epochs, a.repeat))
 
 
 #: Bytes each phase reads + writes, in units of the file's frame bytes F (n_rows x 384 x 4), from the
@@ -303,6 +323,120 @@ def phase_table(floor_phases: list[dict], convert_phases: list[dict]) -> str:
     tc = sum(med(convert_phases, ph, "seconds") for ph in order)
     lines.append(f"{'total':<36}{tf:>9.3f}{tc:>9.3f}")
     return "\n".join(lines)
+
+
+#: The object-storage rows' dataset: files, sequences per file, mean frames (~14 MB parquet files,
+#: ~0.6 MB shards, 2,112 records): small objects, as moto reads a whole object per GET.
+BUCKET_DATA = (44, 48, 32)
+#: What the converter's subprocesses need besides AWS_ENDPOINT_URL: fake credentials, no instance metadata.
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@contextmanager
+def environ(**values: str):
+    """os.environ with `values` inside the block only."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def bucket_rows(root: Path, epochs: int, repeat: int, size: tuple[int, int, int] = BUCKET_DATA) -> list[tuple[str, str]]:
+    """g): the reader from s3:// (without and with cache_dir) and the converter s3:// -> s3://, each
+    against the same work on local disk, with moto's server in this process on 127.0.0.1."""
+    try:
+        import s3fs
+        from moto.server import ThreadedMotoServer
+    except ImportError as e:
+        return [("object storage rows", f"skipped: {e.name or e} is not installed "
+                                        "(test extras: pip install -e '.[s3,test]')")]
+    from aslfr.source.synthetic import SplitSpec, generate
+
+    files, sequences, frames = size
+    data = root / "bucket-{}x{}x{}".format(*size)
+    if not (data / "train.csv").exists():
+        print(f"generating the object-storage rows' data in {data} (once) ...", flush=True)
+        generate(data, SplitSpec(files, sequences, frames, 20), None, seed=2024)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        endpoint = "http://{}:{}".format(*server.get_host_and_port())
+        with environ(AWS_ENDPOINT_URL=endpoint, **FAKE_AWS):
+            fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True, use_listings_cache=False)
+            bucket = f"aslfr-bench-{uuid.uuid4().hex[:8]}"
+            fs.mkdir(bucket)
+            for p in sorted(data.rglob("*")):
+                if p.is_file():
+                    fs.put_file(str(p), f"{bucket}/data/{p.relative_to(data).as_posix()}")
+            local_out, url_out = root / "bucket-out", f"s3://{bucket}/out"
+            convert_s: dict[str, list[float]] = {"local": [], "s3": []}
+            for _ in range(repeat):  # interleaved
+                convert_s["local"].append(convert(data, local_out)[0])
+                if fs.exists(url_out):
+                    fs.rm(url_out, recursive=True)
+                convert_s["s3"].append(convert(f"s3://{bucket}/data", url_out, report=root / "bucket-report.json")[0])
+            records = local_out / "tfrecords" / "train"
+            rates = read_rates(records, f"{url_out}/tfrecords/train", {"endpoint_url": endpoint},
+                               root / "bucket-cache", epochs)
+    finally:
+        server.stop()
+    return bucket_table(data, size, records, convert_s, rates, epochs)
+
+
+def read_rates(local: Path, url: str, options: dict, cache: Path, epochs: int) -> dict[str, list[float]]:
+    """Per-epoch rec/s of the plain read (pack_collate, 2 workers) from disk and from `url`, without
+    and with a cache_dir (filled by the untimed first epoch)."""
+    import shutil
+
+    import torch
+
+    from aslfr.data.collate import pack_collate
+    from aslfr.data.datasets import TFRecordShards
+    from aslfr.data.throughput import epoch_rates
+
+    shutil.rmtree(cache, ignore_errors=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as aslfr.data.throughput.paths
+    try:
+        return {where: epoch_rates(TFRecordShards(src, shuffle=True, seed=0, **kw), epochs, collate_fn=pack_collate)
+                for where, src, kw in (("local disk", local, {}), ("s3://", url, {"storage_options": options}),
+                                       ("s3:// + cache_dir", url, {"storage_options": options, "cache_dir": cache}))}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def bucket_table(data: Path, size: tuple[int, int, int], records: Path, convert_s: dict[str, list[float]],
+                 rates: dict[str, list[float]], epochs: int) -> list[tuple[str, str]]:
+    from aslfr.data.throughput import summary
+    from aslfr.format.manifest import load_manifest
+
+    largest_parquet = max(p.stat().st_size for p in (data / "train_landmarks").glob("*.parquet"))
+    manifest = load_manifest(records)
+    local_rate, (local_s, s3_s) = statistics.median(rates["local disk"]), map(statistics.median, convert_s.values())
+    rows = [
+        ("object storage (moto's S3 server in this process, 127.0.0.1: software overhead, not cloud latency)", ""),
+        ("  data: parquet files x sequences (mean frames), largest parquet file (MB)",
+         "{} x {} ({}), ".format(*size) + f"{largest_parquet / 1e6:.1f}"),
+        ("  records: shards, records per epoch, largest shard (MB), epochs timed",
+         f"{len(manifest.shards)}, {manifest.records}, {max(s.bytes for s in manifest.shards) / 1e6:.2f}, {epochs}"),
+    ]
+    for where, r in rates.items():
+        ratio = "" if where == "local disk" else f"   /local {statistics.median(r) / local_rate:.2f}"
+        rows.append((f"  read, pack_collate, 2 workers, {where} (rec/s)", summary(r) + ratio))
+    rows += [
+        ("  converter, 2 workers, local -> local / s3:// -> s3:// (s, median)",
+         f"{local_s:.2f} / {s3_s:.2f}   s3/local {s3_s / local_s:.2f}"),
+        ("  raw converter local / s3 (s)", " / ".join(" ".join(f"{x:.2f}" for x in v) for v in convert_s.values())),
+    ]
+    return rows
 
 
 if __name__ == "__main__":
