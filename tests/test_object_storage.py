@@ -184,3 +184,22 @@ def test_parts_converted_from_a_bucket_merge_with_the_data_dir_url(converted, da
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert tree_bytes(tmp_path / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")
+
+
+def test_a_parquet_object_is_fetched_as_footer_and_selected_chunks_only(small_data, data_bucket):
+    """Of 1,629 landmark columns the converter needs 384: the object's last MiB (its footer), then
+    their chunks and the index's (chunks closer than 64 KiB merged), no byte twice: well under half
+    of what lies before the footer's sample. What pyarrow reads from them equals the local file."""
+    import pyarrow.parquet as pq
+
+    from aslfr.format.vocab import SELECTED_COLUMNS
+
+    local = sorted((small_data / "train_landmarks").glob("*.parquet"))[0]
+    f = storage.open_parquet(f"{data_bucket}/data/train_landmarks/{local.name}", [*SELECTED_COLUMNS, "sequence_id"])
+    spans = sorted(f.cache.data)
+    size, tail = local.stat().st_size, spans[-1][0]
+    assert spans[-1][1] == size and tail <= size - pq.read_metadata(local).serialized_size - 8  # the footer
+    assert all(b0 <= a1 for (_, b0), (a1, _) in zip(spans, spans[1:]))  # no byte fetched twice
+    assert all(len(f.cache.data[s]) == s[1] - s[0] for s in spans)
+    assert sum(b - a for a, b in spans[:-1]) < tail / 2  # before the footer's sample, the selected chunks
+    assert pq.ParquetFile(f).read(columns=SELECTED_COLUMNS).equals(pq.read_table(local, columns=SELECTED_COLUMNS))

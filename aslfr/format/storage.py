@@ -26,7 +26,6 @@ import io
 import json
 import os
 import re
-import warnings
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping, Sequence, Union
@@ -199,19 +198,58 @@ def open_random(loc: Location, options: Mapping[str, Any] | None = None) -> Bina
         return fs.open(path, "rb", cache_type="none")
 
 
+#: Bytes fetched from a parquet file's end for its footer (one request; more only if the footer is longer).
+FOOTER = 1 << 20
+#: Column chunks closer than this are fetched in one ranged request.
+MAX_GAP = 64 << 10
+
+
 def open_parquet(loc: Location, columns: Sequence[str], options: Mapping[str, Any] | None = None) -> BinaryIO:
     """A parquet file of which only the footer and the chunks of `columns` (and of the pandas index)
     will be read: a URL's footer is fetched, then every such chunk at once, in concurrent ranged
-    requests (fsspec.parquet), into memory. Per-read requests would pay one round trip a column chunk."""
+    requests, into memory (fsspec's known-parts cache). Per-read requests would pay one round trip a
+    column chunk; fsspec.parquet plans the same ranges but matches every chunk's name against every
+    column in Python, about a second of CPU a file for 1,630 chunks x 385 names."""
     if not is_url(loc):
         return open(loc, "rb")
-    import fsspec.parquet
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from fsspec.parquet import AlreadyBufferedFile
 
     fs, path = _fs(loc, options)
-    with _naming(loc), warnings.catch_warnings():
-        # said of a file too short for a footer (0 bytes): pyarrow's error on it is the one line to show
-        warnings.filterwarnings("ignore", "Not enough data was used to sample the parquet footer")
-        return fsspec.parquet.open_parquet_file(path, fs=fs, columns=list(columns), engine="pyarrow")
+    with _naming(loc):
+        size = fs.size(path)
+        tail = fs.cat_file(path, start=max(size - FOOTER, 0), end=size) if size else b""
+        if len(tail) < 12 or tail[-4:] != b"PAR1":
+            return io.BytesIO(tail)  # not parquet: pyarrow says so, naming what it found
+        need = int.from_bytes(tail[-8:-4], "little") + 8
+        if need > len(tail):
+            tail = fs.cat_file(path, start=max(size - need, 0), end=size - len(tail)) + tail
+        meta = pq.read_metadata(pa.BufferReader(tail[-need:]))
+        wanted = set(columns)
+        pandas = json.loads((meta.metadata or {}).get(b"pandas", b"{}"))
+        wanted |= {c for c in pandas.get("index_columns", []) if isinstance(c, str)}
+        spans = []
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                chunk = group.column(c)
+                if chunk.path_in_schema in wanted:
+                    first = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+                    spans.append([first, first + chunk.total_compressed_size])
+        sampled = size - len(tail)  # the tail holds every byte from here
+        merged: list[list[int]] = []
+        for a, b in sorted((a, min(b, sampled)) for a, b in spans if a < sampled):
+            if merged and a - merged[-1][1] <= MAX_GAP:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        blocks = fs.cat_ranges([path] * len(merged), [a for a, _ in merged], [b for _, b in merged],
+                               on_error="raise") if merged else []
+    parts = {(a, b): data for (a, b), data in zip(merged, blocks)}
+    parts[(sampled, size)] = tail
+    return AlreadyBufferedFile(fs=None, path=path, mode="rb", cache_type="parts", cache_options={"data": parts},
+                               size=size)
 
 
 def makedirs(loc: Location) -> None:
