@@ -19,6 +19,15 @@ def s3():
     return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
 
 
+def client(scheme: str):
+    """A fresh client of the test server for "s3" (moto) or "gs" (fake-gcs-server, tests/gcs_buckets.py)."""
+    if scheme == "gs":
+        from gcs_buckets import gcs
+
+        return gcs()
+    return s3()
+
+
 def upload(fs, local: Path, prefix: str, leave_out: str | None = None, skip=()) -> None:
     """Every file under `local` (but `leave_out`, and any under a folder named in `skip`) to `prefix`."""
     for p in sorted(Path(local).rglob("*")):
@@ -28,21 +37,21 @@ def upload(fs, local: Path, prefix: str, leave_out: str | None = None, skip=()) 
             fs.pipe_file(f"{prefix}/{rel.as_posix()}", p.read_bytes())
 
 
-def new_bucket(local: Path | None = None, folder: str = "", **kw) -> str:
-    """s3://a-new-bucket, holding `local` under `folder`/ where given."""
-    fs = s3()
+def new_bucket(local: Path | None = None, folder: str = "", scheme: str = "s3", **kw) -> str:
+    """{scheme}://a-new-bucket, holding `local` under `folder`/ where given."""
+    fs = client(scheme)
     name = f"aslfr-{uuid.uuid4().hex[:12]}"
     fs.mkdir(name)
     if local is not None:
         upload(fs, local, f"{name}/{folder}".rstrip("/"), **kw)
-    return f"s3://{name}"
+    return f"{scheme}://{name}"
 
 
 def tree_bytes_url(url: str, hidden: bool = False) -> dict[str, bytes]:
     """Relative name -> bytes for the objects under `url` (receipts and .hydra left out unless `hidden`),
     as conftest.tree_bytes gives them for a folder."""
-    fs = s3()
-    root = url.removeprefix("s3://").rstrip("/")
+    scheme, root = url.rstrip("/").split("://", 1)
+    fs = client(scheme)
     out = {}
     for key in sorted(fs.find(root)):
         rel = key[len(root) + 1:]

