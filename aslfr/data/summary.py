@@ -13,10 +13,10 @@ import numpy as np
 
 from aslfr.format.manifest import resolve_shards
 from aslfr.format.schema import read_shard
-from aslfr.format.vocab import EOS
+from aslfr.format.vocab import EOS, N_POINTS, POINTS, columns, point
 
-LEFT_HAND, RIGHT_HAND = slice(0, 63), slice(63, 126)
-# point indices in the 128 selected points (x, y, z interleaved per point)
+LEFT_HAND, RIGHT_HAND = columns("left_hand"), columns("right_hand")
+# edges between points of a group, as offsets from the group's first point
 _HAND_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10), (10, 11), (11, 12),
                (9, 13), (13, 14), (14, 15), (15, 16), (13, 17), (0, 17), (17, 18), (18, 19), (19, 20)]
 _ARM_EDGES = [(0, 1), (1, 2), (1, 3), (1, 4)]  # elbow-wrist, wrist-pinky/index/thumb (pose 13,15,17,19,21)
@@ -79,16 +79,23 @@ def draw_skeleton(ax, p: np.ndarray, color: str | None = None, alpha: float = 1.
     def c(default):
         return color or default
 
-    for base, col in ((0, "tab:red"), (21, "tab:blue")):  # left, right hand
+    for group, col in (("left_hand", "tab:red"), ("right_hand", "tab:blue")):
+        hand = POINTS[group]
         for a, b in _HAND_EDGES:
-            ax.plot(p[[base + a, base + b], 0], p[[base + a, base + b], 1], color=c(col), lw=1, alpha=alpha)
-        ax.scatter(p[base:base + 21, 0], p[base:base + 21, 1], s=6, color=c(col), alpha=alpha)
-    for base, col in ((42, "tab:orange"), (47, "tab:green")):  # arm pose
+            ax.plot(p[[hand.start + a, hand.start + b], 0], p[[hand.start + a, hand.start + b], 1], color=c(col), lw=1,
+                    alpha=alpha)
+        ax.scatter(p[hand, 0], p[hand, 1], s=6, color=c(col), alpha=alpha)
+    for group, col in (("left_arm", "tab:orange"), ("right_arm", "tab:green")):
+        base = POINTS[group].start
         for a, b in _ARM_EDGES:
             ax.plot(p[[base + a, base + b], 0], p[[base + a, base + b], 1], color=c(col), lw=1.5, alpha=alpha)
-    for sl, col, size in ((slice(52, 88), "tab:purple", 3), (slice(122, 126), "tab:purple", 3),  # lips
-                          (slice(88, 122), "tab:gray", 2), (slice(126, 128), "tab:gray", 2)):  # eyes, nose
-        ax.scatter(p[sl, 0], p[sl, 1], s=size, color=c(col), alpha=alpha)
+    mid_lips, nose = [point(f"face_{i}") for i in (0, 17, 13, 14)], [point(f"face_{i}") for i in (1, 2)]
+    for points, col, size in ((range(POINTS["left_lips"].start, POINTS["right_lips"].stop), "tab:purple", 3),
+                              (mid_lips, "tab:purple", 3),
+                              (range(POINTS["left_eye"].start, POINTS["right_nose"].stop), "tab:gray", 2),
+                              (nose, "tab:gray", 2)):
+        points = list(points)
+        ax.scatter(p[points, 0], p[points, 1], s=size, color=c(col), alpha=alpha)
 
 
 def render(rec: dict[str, Any], path: str | Path, n_frames: int = 8) -> Path:
@@ -99,7 +106,7 @@ def render(rec: dict[str, Any], path: str | Path, n_frames: int = 8) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = rec["frames"].reshape(rec["frames"].shape[0], 128, 3)
+    pts = rec["frames"].reshape(rec["frames"].shape[0], N_POINTS, 3)
     idx = np.unique(np.linspace(0, len(pts) - 1, min(n_frames, len(pts))).round().astype(int))
     cols = min(4, len(idx))
     rows = int(np.ceil(len(idx) / cols))

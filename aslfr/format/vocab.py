@@ -12,6 +12,38 @@ _RES = resources.files("aslfr") / "resources"
 #: The 384 parquet columns the reference keeps, in its order (128 points, x/y/z interleaved).
 SELECTED_COLUMNS: list[str] = json.loads((_RES / "selected_columns.json").read_text())
 N_COLS = len(SELECTED_COLUMNS)
+N_POINTS = N_COLS // 3
+
+#: The 128 points in groups, in column order: the reference's `splits`, which `flip_lr` swaps pairwise
+#: (left <-> right) and which drawings colour. "mid" is face 0, 17, 13, 14 (lips) and 1, 2 (nose).
+POINT_GROUPS: tuple[tuple[str, int], ...] = (
+    ("left_hand", 21), ("right_hand", 21), ("left_arm", 5), ("right_arm", 5), ("left_lips", 18), ("right_lips", 18),
+    ("left_eye", 16), ("right_eye", 16), ("left_nose", 1), ("right_nose", 1), ("mid", 6))
+
+
+def _point_ranges() -> dict[str, slice]:
+    out, start = {}, 0
+    for name, n in POINT_GROUPS:
+        out[name] = slice(start, start + n)
+        start += n
+    if start != N_POINTS:
+        raise ValueError(f"point groups cover {start} points, the selected columns {N_POINTS}")
+    return out
+
+
+#: group name -> its points' range among the 128 (point p has columns 3p, 3p+1, 3p+2: x, y, z).
+POINTS: dict[str, slice] = _point_ranges()
+
+
+def point(landmark: str) -> int:
+    """The index among the 128 selected points of a parquet landmark, e.g. `point("pose_16")`."""
+    return SELECTED_COLUMNS.index(f"x_{landmark}") // 3
+
+
+def columns(group: str) -> slice:
+    """A point group's columns among the 384."""
+    p = POINTS[group]
+    return slice(3 * p.start, 3 * p.stop)
 
 #: The competition's character map, 59 characters -> 0..58 (byte-identical to the original file).
 CHAR_TO_INDEX: dict[str, int] = json.loads((_RES / "character_to_prediction_index.json").read_text())

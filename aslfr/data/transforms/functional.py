@@ -20,26 +20,26 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-N_POINTS = 128
-N_COLS = N_POINTS * 3
+from aslfr.format.vocab import N_COLS, N_POINTS, POINT_GROUPS
+
 F32 = torch.float32
 Param = Union[float, int, torch.Tensor]
 METHODS = ("bilinear", "bicubic", "nearest")
 
 # ---------------------------------------------------------------------------------------------
-# flip_lr: the reference's point groups (augment.py `splits`) and the L/R swap of `flip_lr`.
-_GROUPS = (21, 21, 5, 5, 18, 18, 16, 16, 1, 1, 6)  # lhand rhand lpose rpose llip rlip leye reye lnose rnose mid
+# flip_lr: the reference's point groups swapped left <-> right.
 
 
 def _flip_perm() -> Tuple[int, ...]:
-    starts, s = [], 0
-    for n in _GROUPS:
-        starts.append(s)
-        s += n
-    rng = [list(range(a, a + n)) for a, n in zip(starts, _GROUPS)]
-    # concat order [rhand, lhand, rpose, lpose, rlip, llip, reye, leye, rnose, lnose, mid]
-    order = [1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 10]
-    return tuple(i for g in order for i in rng[g])
+    names = [name for name, _ in POINT_GROUPS]
+    swapped = {"left": "right", "right": "left"}
+    starts = dict(zip(names, [sum(n for _, n in POINT_GROUPS[:i]) for i in range(len(names))]))
+    out = []
+    for name, n in POINT_GROUPS:  # each group's slot takes its mirror group's points (mid stays)
+        side, _, part = name.partition("_")
+        mirror = f"{swapped[side]}_{part}" if side in swapped else name
+        out += range(starts[mirror], starts[mirror] + n)
+    return tuple(out)
 
 
 FLIP_PERM: Tuple[int, ...] = _flip_perm()

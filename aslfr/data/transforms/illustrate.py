@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from aslfr.data.transforms import functional as F
+from aslfr.format.vocab import N_POINTS, columns, point
 
-_WRIST_X = 3 * 48  # the right arm's wrist (pose 16), x: present in every frame, unlike the hands
+_WRIST_X = 3 * point("pose_16")  # the right wrist's x: present in every frame, unlike the hands
 
 
 def augmentation_examples(frames: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
@@ -41,15 +42,15 @@ def render_augmentations(frames, path: str | Path, title: str = "") -> Path:
     examples = augmentation_examples(x)
     fig, axes = plt.subplots(2, 4, figsize=(13, 6.4), dpi=100)
     axes = axes.ravel()
-    hands = torch.isfinite(x[:, : 3 * 42]).sum(1)  # the frame with the most hand points
-    mid = int(torch.argmax(hands))
-    before = x[mid].reshape(128, 3).numpy()
+    hands = torch.isfinite(x[:, columns("left_hand")]).sum(1) + torch.isfinite(x[:, columns("right_hand")]).sum(1)
+    mid = int(torch.argmax(hands))  # the frame with the most hand points
+    before = x[mid].reshape(N_POINTS, 3).numpy()
     draw_skeleton(axes[0], before)
     axes[0].set_title(f"original, frame {mid}", fontsize=9)
     for ax, (name, y) in zip(axes[1:], examples):
         if name.startswith(("flip", "scale", "rotate", "shift")):
             draw_skeleton(ax, before, color="lightgray")
-            draw_skeleton(ax, y[mid].reshape(128, 3).numpy())
+            draw_skeleton(ax, y[mid].reshape(N_POINTS, 3).numpy())
         else:
             ax.plot(np.arange(x.shape[0]), x[:, _WRIST_X].numpy(), color="lightgray", lw=3, label="before")
             ax.plot(np.arange(y.shape[0]), y[:, _WRIST_X].numpy(), color="tab:blue", lw=1, label="after")
