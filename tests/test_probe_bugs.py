@@ -156,7 +156,7 @@ def test_collate_refuses_mismatched_items(collate, case):
 
 
 def test_collate_of_good_items_unchanged():
-    """Items that agree batch as before: frames padded in place, the rest stacked."""
+    """Items that agree batch normally: frames padded in place, the rest stacked."""
     items = [_item(5), _item(3)]
     b = pad_collate(items)
     assert b["frames"].shape == (2, 5, 384) and b["lengths"].tolist() == [5, 3]

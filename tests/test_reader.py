@@ -62,7 +62,7 @@ def test_seeded_shuffle_and_epochs(converted):
 
 
 def _reference_fold(path) -> int:
-    """The reference training's rule: fold == int(basename.split('.')[0]) % folds (aslfr-facts §3.1)."""
+    """The reference training's rule: fold == int(basename.split('.')[0]) % folds."""
     return int(path.name.split(".")[0])
 
 

@@ -439,7 +439,6 @@ def test_draw_counts_and_gates():
         counts.add(len(c.calls))
         assert c.calls[0] == (0.0, 1.0, (), False)  # the flip gate comes first
     # 7 gates always draw; at most 7 + scale 1 + rotate 1 + shift 3 + tsm 2 + resample 3 + mask 1 = 18.
-    # (Spec §2.3 says 6 to 17; TF's own recordings say 7 to 18, as here.)
     assert min(counts) >= 7 and max(counts) <= 18
     tf_counts = [len(m["sites"]) for m in CASES if m["train"]]
     assert min(tf_counts) == 7 and max(tf_counts) == 18

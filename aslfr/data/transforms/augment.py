@@ -5,8 +5,8 @@ Randomness contract (what makes the port checkable against TF): every random val
 excluded for integers too, like tf.random.uniform). A gated transform (the reference's `mt.Apply`)
 first draws one U[0,1) and fires when it is < float32(p); with p <= 0 it draws nothing; with
 p=None it is ungated (a bare function, as inside the reference's `mt.OneOf`). The order of the draws
-is the reference's (spec §2.3), so a `RecordedDraw` of TF's values replays TF's augmentations.
-A training sequence makes 7 to 18 draws (7 gates always draw; spec §2.3's "6 to 17" is off by one).
+is the reference's, so a `RecordedDraw` of TF's values replays TF's augmentations.
+A training sequence makes 7 to 18 draws (7 gates always draw).
 
 A transform is split into planning (`sample` from a `draw`, or `sample_keyed` from counter-based
 `KeyedDraws`, see below) and a deterministic `apply` (one sequence) / `run` (a padded batch)."""

@@ -102,7 +102,6 @@ def scale(x: torch.Tensor, factor: Param) -> torch.Tensor:
 # - a direct tf.function call (eager PreprocessLayer(...)(x), the TFLite export) goes through grappler,
 #   which folds them into multiplications: deg * (float32(pi) * (1/180)), (x - means) *
 #   tf.math.reciprocal(stds), range(T) * float32(0.001). `folded=True` / `inv_stds` select that form.
-#   (The spec, §2.4, reports only this second form.)
 _PI = float(torch.tensor(math.pi, dtype=F32))
 _DEG2RAD_FOLDED = float(torch.tensor(_PI, dtype=F32) * (torch.tensor(1.0, dtype=F32) / torch.tensor(180.0, dtype=F32)))
 
@@ -255,8 +254,7 @@ def resample_length(length: int, rate: Param) -> int:
 # tf.image.resize along time (half_pixel_centers=True, antialias=False), per TF's CPU kernels
 # (tensorflow/core/kernels/image/resize_{bilinear,bicubic,nearest_neighbor}_op.cc). The image is
 # [1, T, C] (height 1), so only the width axis is resampled; the height pass is an exact identity.
-# All three are bit-exact against TF 2.21 over 1245 (T, L) pairs, bicubic included (the spec, §2.4,
-# reports ≤ 1.2e-6 for its bicubic port): the table is built in double from a float x as
+# All three are bit-exact against TF 2.21 over 1245 (T, L) pairs, bicubic included: the table is built in double from a float x as
 # InitCoeffsTable does, offset = lrintf(delta * 1024), out-of-range taps weigh 0, the weights are
 # renormalized with 1.0f / sum, and the taps are summed left to right.
 

@@ -3,11 +3,11 @@ with one entry point per sequence and one per padded batch.
 
 Training: flip 0.25, scale/rotate/shift 0.75, (OneOf affine p=0: no draw), temporal_seq_mask 0.5,
 [raw | normalized], NaN -> 0, pos, resample 0.8, pad/resize to 320, temporal_mask 0.8.
-Inference: the deterministic steps only. The spec: the reference training pipeline notes (ref-training-pipeline.md).
+Inference: the deterministic steps only.
 
 rounding: "tf.data" (default) is how the reference trains and validates (Dataset.map of the layer):
 TF evaluates its constant divisions as written. "tf.function" is a direct call of the layer (TFLite
-export, eager use): grappler folds them into multiplications by reciprocals (spec §2.4); pass TF's
+export, eager use): grappler folds them into multiplications by reciprocals; pass TF's
 own `tf.math.reciprocal(stds)` as inv_stds for bit-exactness there, as it is CPU-dependent."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Runs the reference repo's unmodified `src/tf/augment.py` and `src/tf/preprocess.py` (chenghuige,
 Google-American_Sign_Language_Fingerspelling_Recognition, projects/kaggle/aslfr) inside tf.data, as in
-training, with small stand-ins for gezi / melt / src.config (the final config's flags, spec §0; melt's
+training, with small stand-ins for gezi / melt / src.config (the final config's flags; melt's
 Apply / OneOf logic). `tf.random.uniform` is wrapped so that each draw is recorded (value, low, high,
 shape, dtype and the call site); some cases force chosen values (gates, resample rate and method) so
 that every path and every resize method is covered. `tf.image.resize` is wrapped to record the method
@@ -46,7 +46,7 @@ SITES_GATE = ["flip_lr", "scale", "rotate", "shift", "temporal_seq_mask", "resam
 
 
 class _Flags:
-    """The final config's effective flag values (spec §0), nothing else: an unknown flag is an error."""
+    """The final config's effective flag values, nothing else: an unknown flag is an error."""
 
     def __init__(self, **kw):
         self.__dict__.update(kw)
