@@ -20,7 +20,7 @@ from aslfr.source.synthetic import SplitSpec, generate
 from compare import assert_same_records, records, tfrec_names
 from conftest import convert, run_reference
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 def _fingerprint(root: Path) -> dict[str, str]:

@@ -18,7 +18,7 @@ from aslfr.data.transforms import augment as A
 from aslfr.data.transforms import functional as F
 from aslfr.data.transforms import reference as R
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "train_pipeline" / "golden.npz"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "train_pipeline" / "golden.npz"
 G = dict(np.load(GOLDEN, allow_pickle=False))
 INFO = json.loads(str(G["info"]))
 CASES = INFO["cases"]
