@@ -1,0 +1,293 @@
+"""The reference's training and inference input as two numba kernels over a batch's packed frames
+[sum(T), 384]: every step of `transforms.rows` (flip, scale, rotate, shift, sequence mask, raw +
+normalized + NaN -> 0 + pos, resample, pad or resize, temporal mask) fused, each output row computed
+once and written once into a batch the caller owns (a worker's shared ring, a reused buffer).
+
+Why: the torch path runs ~300 small ops a batch, each a pass over memory; here a record's input rows
+go once through the cache into a scratch of its features, and each output row is made from its taps.
+The float32 operations are the torch path's, in its order (no fast-math, so no FMA contraction;
+rotation keeps its float64 emulation of TF's FMA), so the bits are the same on the CPU."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from numba import njit
+
+from aslfr.data.kernels import draws as D
+from aslfr.data.transforms import augment as A
+from aslfr.data.transforms import functional as F
+
+WIDTH = 2 * F.N_COLS + 1
+_FLIP = np.array(F.FLIP_PERM, dtype=np.int64)
+_TABLE = F._bicubic_table().numpy()
+_F0, _HALF, _ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
+_THOUSAND, _MILLI, _K1024 = np.float32(1000.0), np.float32(F._MILLI), np.float32(1024.0)
+_RENORM_MIN = np.float32(1000.0 * float(torch.finfo(torch.float32).tiny))
+INFERENCE = (A.ConcatNormalized, A.NanToZero, A.AddPos, A.PadOrResize)
+
+
+# ---------------------------------------------------------------------------------------------
+# one input row -> its 769 features
+
+
+@njit(nogil=True, cache=True)
+def _augment(src, dst, ints, floats, flip):
+    """dst[:384] = the frame-wise augmentations of one raw row (points x, y, z), per the plan."""
+    do_flip, do_scale, do_rot, do_shift = ints[D.I_FLIP], ints[D.I_SCALE], ints[D.I_ROTATE], ints[D.I_SHIFT]
+    f, c, s = floats[D.F_FACTOR], floats[D.F_COS], floats[D.F_SIN]
+    dx, dy, dz = floats[D.F_DX], floats[D.F_DY], floats[D.F_DZ]
+    c64, s64, ms64 = np.float64(c), np.float64(s), np.float64(-s)
+    for p in range(F.N_POINTS):
+        q = flip[p] if do_flip else p
+        x, y, z = src[3 * q], src[3 * q + 1], src[3 * q + 2]
+        if do_flip:
+            x = _ONE - x
+        if do_scale:
+            x, y, z = x * f, y * f, z * f
+        if do_rot:  # fma(y, -s, x c) and fma(y, c, x s) via double, as functional.rotate_cos_sin
+            px, py, pz = x - _HALF, y - _HALF, z - _HALF
+            py64 = np.float64(py)
+            x = np.float32(np.float64(px * c) + py64 * ms64) + _HALF
+            y = np.float32(np.float64(px * s) + py64 * c64) + _HALF
+            z = pz + _HALF
+        if do_shift:
+            x, y, z = x + dx, y + dy, z + dz
+        dst[3 * p], dst[3 * p + 1], dst[3 * p + 2] = x, y, z
+
+
+@njit(nogil=True, cache=True)
+def _features(src, dst, t, means, norm, inverse, folded):
+    """dst = [raw | (raw - means) / stds (or * inv_stds)] with NaN -> 0, then t / 1000. src may be
+    dst itself (the augmented raw row)."""
+    n = len(means)
+    for c in range(n):
+        v = src[c]
+        w = (v - means[c]) * norm[c] if inverse else (v - means[c]) / norm[c]
+        dst[c] = _F0 if v != v else v
+        dst[n + c] = _F0 if w != w else w
+    dst[2 * n] = np.float32(t) * _MILLI if folded else np.float32(t) / _THOUSAND
+
+
+@njit(nogil=True, cache=True)
+def _masked_row(dst, t, folded):
+    """A frame of the sequence mask: NaN everywhere, so 0 after NaN -> 0; its position stays."""
+    n = (len(dst) - 1) // 2
+    dst[:2 * n] = _F0
+    dst[2 * n] = np.float32(t) * _MILLI if folded else np.float32(t) / _THOUSAND
+
+
+# ---------------------------------------------------------------------------------------------
+# resize taps (tf.image.resize, half-pixel centres, as functional._resample_taps)
+
+
+@njit(nogil=True, cache=True)
+def _bilinear_taps(o, scale, last):
+    src = (np.float32(o) + _HALF) * scale - _HALF
+    fl = np.floor(src)
+    lo = min(max(np.int64(fl), 0), last)
+    hi = min(np.int64(np.ceil(src)), last)
+    return lo, hi, src - fl
+
+
+@njit(nogil=True, cache=True)
+def _nearest_tap(o, scale, last):
+    return max(min(np.int64(np.floor((np.float32(o) + _HALF) * scale)), last), 0)
+
+
+@njit(nogil=True, cache=True)
+def _bicubic_taps(o, scale, last, table, idx, w):
+    """idx [4] and w [4]: TF's Keys-cubic taps, zero weight outside the sequence, renormalized."""
+    src = (np.float32(o) + _HALF) * scale - _HALF
+    fl = np.floor(src)
+    loc = np.int64(fl)
+    off = np.int64(np.rint((src - fl) * _K1024))
+    w[0], w[1], w[2], w[3] = table[off, 1], table[off, 0], table[1024 - off, 0], table[1024 - off, 1]
+    for k in range(4):
+        j = loc + k - 1
+        idx[k] = min(max(j, 0), last)
+        if idx[k] != j:
+            w[k] = _F0
+    total = ((w[0] + w[1]) + w[2]) + w[3]
+    if abs(total) >= _RENORM_MIN:
+        inv = _ONE / total
+        for k in range(4):
+            w[k] = w[k] * inv
+
+
+@njit(nogil=True, cache=True)
+def _resampled_row(feat, length, size, method, j, table, idx, w, dst):
+    """Row j of the features [length, C] resampled to `size` rows by method (0 bilinear, 1 bicubic,
+    2 nearest, -1 none: row j itself), into dst."""
+    if method < 0:
+        dst[:] = feat[j]
+        return
+    scale = np.float32(length) / np.float32(size)
+    last = length - 1
+    if method == 2:
+        dst[:] = feat[_nearest_tap(j, scale, last)]
+    elif method == 0:
+        lo, hi, t = _bilinear_taps(j, scale, last)
+        a, b = feat[lo], feat[hi]
+        for c in range(len(dst)):
+            dst[c] = a[c] + (b[c] - a[c]) * t
+    else:
+        _bicubic_taps(j, scale, last, table, idx, w)
+        r0, r1, r2, r3 = feat[idx[0]], feat[idx[1]], feat[idx[2]], feat[idx[3]]
+        w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
+        for c in range(len(dst)):
+            dst[c] = ((r0[c] * w0 + r1[c] * w1) + r2[c] * w2) + r3[c] * w3
+
+
+@njit(nogil=True, cache=True)
+def _times_zero(row):
+    """A frame dropped by the temporal mask: x * 0, as torch (so -0 stays -0, inf becomes NaN)."""
+    for c in range(len(row)):
+        row[c] = row[c] * _F0
+
+
+@njit(nogil=True, cache=True)
+def _to_slot(feat, length, size, method, out, table, drop, dropping):
+    """The record's features [length, C] resampled to `size` rows (method as `_resampled_row`),
+    then zero-padded, or bilinearly resized when longer, to out [n, C]. dropping: rows o with
+    drop[o] become row * 0 (the temporal mask), padding excepted (already 0)."""
+    n, width = out.shape
+    idx = np.empty(4, np.int64)
+    w = np.empty(4, np.float32)
+    a = np.empty(width, np.float32)
+    b = np.empty(width, np.float32)
+    if size <= n:
+        for o in range(size):
+            _resampled_row(feat, length, size, method, o, table, idx, w, out[o])
+            if dropping and drop[o]:
+                _times_zero(out[o])
+        out[size:] = _F0
+        return
+    scale = np.float32(size) / np.float32(n)
+    for o in range(n):
+        lo, hi, t = _bilinear_taps(o, scale, size - 1)
+        _resampled_row(feat, length, size, method, lo, table, idx, w, a)
+        _resampled_row(feat, length, size, method, hi, table, idx, w, b)
+        row = out[o]
+        for c in range(width):
+            row[c] = a[c] + (b[c] - a[c]) * t
+        if dropping and drop[o]:
+            _times_zero(row)
+
+
+# ---------------------------------------------------------------------------------------------
+# the two kernels
+
+
+@njit(nogil=True, cache=True)
+def inference_kernel(frames, starts, lengths, means, norm, inverse, folded, table, out, out_lengths):
+    """out [B, n, 769] and out_lengths [B] = the inference input of the packed frames [sum(T), 384]
+    (record b: rows starts[b] .. starts[b] + lengths[b])."""
+    n = out.shape[1]
+    scratch = np.empty((max(lengths.max(), 1) if len(lengths) else 1, out.shape[2]), np.float32)
+    drop = np.zeros(n, np.bool_)
+    for b in range(len(lengths)):
+        a, length = starts[b], lengths[b]
+        slot = out[b]
+        feat = slot if length <= n else scratch  # short records: features straight into their slot
+        for t in range(length):
+            _features(frames[a + t], feat[t], t, means, norm, inverse, folded)
+        if length <= n:
+            slot[length:] = _F0
+        else:
+            _to_slot(feat, length, length, -1, slot, table, drop, False)
+        out_lengths[b] = min(length, n)
+
+
+@njit(nogil=True, cache=True)
+def training_kernel(frames, starts, lengths, keys, means, norm, inverse, folded, cfg, sites, rotate_folded, flip,
+                    table, out, out_lengths):
+    """out [B, n, 769] and out_lengths [B] = the training input of the packed frames [sum(T), 384],
+    record b augmented by the plan its key draws (`draws.plan_record`)."""
+    n = out.shape[1]
+    scratch = np.empty((max(lengths.max(), 1) if len(lengths) else 1, out.shape[2]), np.float32)
+    ints = np.empty(D.N_INTS, np.int64)
+    floats = np.empty(D.N_FLOATS, np.float32)
+    drop = np.empty(n, np.bool_)
+    for b in range(len(lengths)):
+        a, length = starts[b], lengths[b]
+        h = D.plan_record(keys[b], length, cfg, sites, rotate_folded, ints, floats)
+        dropping = ints[D.I_DROP] != 0
+        if dropping:
+            for t in range(n):
+                drop[t] = not (D.element_uniform(h, t) > cfg[D.DROP_PROB])
+        m0, m1 = ints[D.I_MASK_START], ints[D.I_MASK_START] + ints[D.I_MASK_SIZE]
+        resampled = ints[D.I_RESAMPLE] != 0
+        size = ints[D.I_SIZE] if resampled else length
+        for t in range(length):
+            row = scratch[t]
+            if m0 <= t < m1:
+                _masked_row(row, t, folded)
+            else:
+                _augment(frames[a + t], row, ints, floats, flip)
+                _features(row, row, t, means, norm, inverse, folded)
+        _to_slot(scratch, length, size, ints[D.I_METHOD] if resampled else -1, out[b], table, drop, dropping)
+        out_lengths[b] = min(size, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# the Python side
+
+
+class FusedInput:
+    """The fused kernel of a `Compose` of the reference's training or inference structure
+    (`reference.training_transforms` / `inference_transforms`, any probabilities, ranges, stats and
+    rounding); `of(pipe)` is None for any other pipeline (the torch path runs it)."""
+
+    def __init__(self, pipe: A.Compose, train: bool, n: int, plan):
+        concat = pipe.transforms[-6 if train else 0]
+        means, stds, inv = concat.stats_on(torch.device("cpu"))
+        self.train, self.n = train, n
+        self.means = np.ascontiguousarray(means.numpy(), np.float32)
+        self.inverse = inv is not None
+        self.norm = np.ascontiguousarray((inv if self.inverse else stds).numpy(), np.float32)
+        self.folded = bool(pipe.transforms[-4 if train else 2].folded)
+        self.cfg, self.sites, self.rotate_folded = plan if plan is not None else (None, None, False)
+
+    @classmethod
+    def of(cls, pipe: A.Compose) -> Optional["FusedInput"]:
+        kinds = tuple(type(t) for t in pipe.transforms)
+        if kinds == INFERENCE:
+            return cls(pipe, False, pipe.transforms[-1].n, None)
+        plan = D.training_plan_constants(pipe)
+        return None if plan is None else cls(pipe, True, pipe.transforms[-2].n, plan)
+
+    def lengths(self, keys: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Each record's non-padding frames in the output (what `__call__` also returns)."""
+        lengths = np.ascontiguousarray(lengths, np.int64)
+        if not self.train:
+            return np.minimum(lengths, self.n)
+        out = np.empty(len(lengths), np.int64)
+        D.final_lengths(np.ascontiguousarray(keys, np.int64), lengths, self.cfg, self.sites, self.n, out)
+        return out
+
+    def __call__(self, frames: np.ndarray, lengths: np.ndarray, keys: Optional[np.ndarray], out: np.ndarray
+                 ) -> np.ndarray:
+        """Packed frames [sum(lengths), 384] float32 and their lengths [B] (keys [B] for training)
+        -> out [B, n, 769] float32 (written in place), and the lengths returned."""
+        frames = np.ascontiguousarray(frames, np.float32)
+        lengths = np.ascontiguousarray(lengths, np.int64)
+        if out.shape != (len(lengths), self.n, WIDTH) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous float32 {(len(lengths), self.n, WIDTH)}, got "
+                             f"{out.dtype} {out.shape}")
+        if frames.ndim != 2 or frames.shape[1] != F.N_COLS or int(lengths.sum()) != frames.shape[0] \
+                or (len(lengths) and int(lengths.min()) < 1):
+            raise ValueError(f"frames [sum(lengths), {F.N_COLS}] with lengths >= 1 expected, got frames "
+                             f"{frames.shape} and lengths summing to {int(lengths.sum())}")
+        starts = np.cumsum(lengths) - lengths
+        out_lengths = np.empty(len(lengths), np.int64)
+        if self.train:
+            keys = np.ascontiguousarray(keys, np.int64)
+            training_kernel(frames, starts, lengths, keys, self.means, self.norm, self.inverse, self.folded,
+                            self.cfg, self.sites, self.rotate_folded, _FLIP, _TABLE, out, out_lengths)
+        else:
+            inference_kernel(frames, starts, lengths, self.means, self.norm, self.inverse, self.folded, _TABLE,
+                             out, out_lengths)
+        return out_lengths
