@@ -135,8 +135,7 @@ def plan_record(key, length, cfg, sites, folded, ints, floats):
     """One record's training plan into ints [N_INTS] and floats [N_FLOATS] (`Compose.sample_keyed`).
     Returns the hash of the frame-drop site, from which `element_uniform` gives frame t's draw."""
     state = key_state(key)
-    ints[:] = 0
-    floats[:] = _F0
+    ints[I_MASK_SIZE] = 0
     ints[I_FLIP] = uniform(state, sites[0, 0]) < cfg[P_FLIP]
     ints[I_SCALE] = uniform(state, sites[1, 0]) < cfg[P_SCALE]
     floats[F_FACTOR] = _between(state, sites[1, 1], cfg[SCALE_LO], cfg[SCALE_SPAN])

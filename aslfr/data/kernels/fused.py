@@ -74,9 +74,10 @@ def _features(src, dst, t, means, norm, inverse, folded):
 @njit(nogil=True, cache=True)
 def _masked_row(dst, t, folded):
     """A frame of the sequence mask: NaN everywhere, so 0 after NaN -> 0; its position stays."""
-    n = (len(dst) - 1) // 2
-    dst[:2 * n] = _F0
-    dst[2 * n] = np.float32(t) * _MILLI if folded else np.float32(t) / _THOUSAND
+    n = len(dst) - 1
+    for c in range(n):
+        dst[c] = _F0
+    dst[n] = np.float32(t) * _MILLI if folded else np.float32(t) / _THOUSAND
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,13 +122,12 @@ def _bicubic_taps(o, scale, last, table, idx, w):
 def _resampled_row(feat, length, size, method, j, table, idx, w, dst):
     """Row j of the features [length, C] resampled to `size` rows by method (0 bilinear, 1 bicubic,
     2 nearest, -1 none: row j itself), into dst."""
-    if method < 0:
-        dst[:] = feat[j]
-        return
     scale = np.float32(length) / np.float32(size)
     last = length - 1
-    if method == 2:
-        dst[:] = feat[_nearest_tap(j, scale, last)]
+    if method < 0 or method == 2:
+        src = feat[j if method < 0 else _nearest_tap(j, scale, last)]
+        for c in range(len(dst)):
+            dst[c] = src[c]
     elif method == 0:
         lo, hi, t = _bilinear_taps(j, scale, last)
         a, b = feat[lo], feat[hi]
@@ -139,6 +139,15 @@ def _resampled_row(feat, length, size, method, j, table, idx, w, dst):
         w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
         for c in range(len(dst)):
             dst[c] = ((r0[c] * w0 + r1[c] * w1) + r2[c] * w2) + r3[c] * w3
+
+
+@njit(nogil=True, cache=True)
+def _zero(rows, start):
+    """rows[start:] = 0 (the padding)."""
+    for o in range(start, rows.shape[0]):
+        row = rows[o]
+        for c in range(rows.shape[1]):
+            row[c] = _F0
 
 
 @njit(nogil=True, cache=True)
@@ -163,7 +172,7 @@ def _to_slot(feat, length, size, method, out, table, drop, dropping):
             _resampled_row(feat, length, size, method, o, table, idx, w, out[o])
             if dropping and drop[o]:
                 _times_zero(out[o])
-        out[size:] = _F0
+        _zero(out, size)
         return
     scale = np.float32(size) / np.float32(n)
     for o in range(n):
@@ -182,11 +191,20 @@ def _to_slot(feat, length, size, method, out, table, drop, dropping):
 
 
 @njit(nogil=True, cache=True)
+def _longest(lengths):
+    """max(lengths, 1), by a loop: numpy's max costs most of a second to compile."""
+    m = 1
+    for v in lengths:
+        m = max(m, v)
+    return m
+
+
+@njit(nogil=True, cache=True)
 def inference_kernel(frames, starts, lengths, means, norm, inverse, folded, table, out, out_lengths):
     """out [B, n, 769] and out_lengths [B] = the inference input of the packed frames [sum(T), 384]
     (record b: rows starts[b] .. starts[b] + lengths[b])."""
     n = out.shape[1]
-    scratch = np.empty((max(lengths.max(), 1) if len(lengths) else 1, out.shape[2]), np.float32)
+    scratch = np.empty((_longest(lengths), out.shape[2]), np.float32)
     drop = np.zeros(n, np.bool_)
     for b in range(len(lengths)):
         a, length = starts[b], lengths[b]
@@ -195,7 +213,7 @@ def inference_kernel(frames, starts, lengths, means, norm, inverse, folded, tabl
         for t in range(length):
             _features(frames[a + t], feat[t], t, means, norm, inverse, folded)
         if length <= n:
-            slot[length:] = _F0
+            _zero(slot, length)
         else:
             _to_slot(feat, length, length, -1, slot, table, drop, False)
         out_lengths[b] = min(length, n)
@@ -207,7 +225,7 @@ def training_kernel(frames, starts, lengths, keys, means, norm, inverse, folded,
     """out [B, n, 769] and out_lengths [B] = the training input of the packed frames [sum(T), 384],
     record b augmented by the plan its key draws (`draws.plan_record`)."""
     n = out.shape[1]
-    scratch = np.empty((max(lengths.max(), 1) if len(lengths) else 1, out.shape[2]), np.float32)
+    scratch = np.empty((_longest(lengths), out.shape[2]), np.float32)
     ints = np.empty(D.N_INTS, np.int64)
     floats = np.empty(D.N_FLOATS, np.float32)
     drop = np.empty(n, np.bool_)
@@ -258,6 +276,13 @@ class FusedInput:
             return cls(pipe, False, pipe.transforms[-1].n, None)
         plan = D.training_plan_constants(pipe)
         return None if plan is None else cls(pipe, True, pipe.transforms[-2].n, plan)
+
+    def warm(self) -> None:
+        """Compile the kernel (or load it from the cache) now, e.g. in a DataLoader's parent process
+        before its workers fork, so that no worker compiles."""
+        out = np.empty((1, self.n, WIDTH), np.float32)
+        self(np.zeros((2, F.N_COLS), np.float32), np.array([2]), np.array([0]), out)
+        self.lengths(np.array([0]), np.array([2]))
 
     def lengths(self, keys: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Each record's non-padding frames in the output (what `__call__` also returns)."""
