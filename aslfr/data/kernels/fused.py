@@ -220,6 +220,24 @@ def inference_kernel(frames, starts, lengths, means, norm, inverse, folded, tabl
 
 
 @njit(nogil=True, cache=True)
+def _training_record(frames, a, length, ints, floats, drop, means, norm, inverse, folded, flip, table, scratch, slot):
+    """One record's training input into its slot [n, 769], by its plan (`draws.plan_record`; drop:
+    the frames the temporal mask zeroes when it fires). Returns its non-padding frames."""
+    m0, m1 = ints[D.I_MASK_START], ints[D.I_MASK_START] + ints[D.I_MASK_SIZE]
+    for t in range(length):
+        row = scratch[t]
+        if m0 <= t < m1:
+            _masked_row(row, t, folded)
+        else:
+            _augment(frames[a + t], row, ints, floats, flip)
+            _features(row, row, t, means, norm, inverse, folded)
+    resampled = ints[D.I_RESAMPLE] != 0
+    size = ints[D.I_SIZE] if resampled else length
+    _to_slot(scratch, length, size, ints[D.I_METHOD] if resampled else -1, slot, table, drop, ints[D.I_DROP] != 0)
+    return min(size, slot.shape[0])
+
+
+@njit(nogil=True, cache=True)
 def training_kernel(frames, starts, lengths, keys, means, norm, inverse, folded, cfg, sites, rotate_folded, flip,
                     table, out, out_lengths):
     """out [B, n, 769] and out_lengths [B] = the training input of the packed frames [sum(T), 384],
@@ -230,24 +248,23 @@ def training_kernel(frames, starts, lengths, keys, means, norm, inverse, folded,
     floats = np.empty(D.N_FLOATS, np.float32)
     drop = np.empty(n, np.bool_)
     for b in range(len(lengths)):
-        a, length = starts[b], lengths[b]
-        h = D.plan_record(keys[b], length, cfg, sites, rotate_folded, ints, floats)
-        dropping = ints[D.I_DROP] != 0
-        if dropping:
+        h = D.plan_record(keys[b], lengths[b], cfg, sites, rotate_folded, ints, floats)
+        if ints[D.I_DROP]:
             for t in range(n):
                 drop[t] = not (D.element_uniform(h, t) > cfg[D.DROP_PROB])
-        m0, m1 = ints[D.I_MASK_START], ints[D.I_MASK_START] + ints[D.I_MASK_SIZE]
-        resampled = ints[D.I_RESAMPLE] != 0
-        size = ints[D.I_SIZE] if resampled else length
-        for t in range(length):
-            row = scratch[t]
-            if m0 <= t < m1:
-                _masked_row(row, t, folded)
-            else:
-                _augment(frames[a + t], row, ints, floats, flip)
-                _features(row, row, t, means, norm, inverse, folded)
-        _to_slot(scratch, length, size, ints[D.I_METHOD] if resampled else -1, out[b], table, drop, dropping)
-        out_lengths[b] = min(size, n)
+        out_lengths[b] = _training_record(frames, starts[b], lengths[b], ints, floats, drop, means, norm, inverse,
+                                          folded, flip, table, scratch, out[b])
+
+
+@njit(nogil=True, cache=True)
+def planned_kernel(frames, starts, lengths, ints, floats, drop, means, norm, inverse, folded, flip, table, out,
+                   out_lengths):
+    """`training_kernel` with the plan given: ints [B, N_INTS], floats [B, N_FLOATS], drop [B, n]
+    (e.g. TF's recorded draws, through `plan_arrays`)."""
+    scratch = np.empty((_longest(lengths), out.shape[2]), np.float32)
+    for b in range(len(lengths)):
+        out_lengths[b] = _training_record(frames, starts[b], lengths[b], ints[b], floats[b], drop[b], means, norm,
+                                          inverse, folded, flip, table, scratch, out[b])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,20 +310,21 @@ class FusedInput:
         D.final_lengths(np.ascontiguousarray(keys, np.int64), lengths, self.cfg, self.sites, self.n, out)
         return out
 
+    def plan(self, keys: np.ndarray, lengths: np.ndarray):
+        """The training plans the kernel draws for these keys: (ints [B, N_INTS], floats
+        [B, N_FLOATS], keep [B, n]), as `plan_arrays` lays out `Compose.sample_keyed`'s."""
+        b = len(keys)
+        ints, floats = np.zeros((b, D.N_INTS), np.int64), np.zeros((b, D.N_FLOATS), np.float32)
+        keep = np.empty((b, self.n), np.bool_)
+        D.plan_batch(np.ascontiguousarray(keys, np.int64), np.ascontiguousarray(lengths, np.int64), self.cfg,
+                     self.sites, self.rotate_folded, self.n, ints, floats, keep)
+        return ints, floats, keep
+
     def __call__(self, frames: np.ndarray, lengths: np.ndarray, keys: Optional[np.ndarray], out: np.ndarray
                  ) -> np.ndarray:
         """Packed frames [sum(lengths), 384] float32 and their lengths [B] (keys [B] for training)
         -> out [B, n, 769] float32 (written in place), and the lengths returned."""
-        frames = np.ascontiguousarray(frames, np.float32)
-        lengths = np.ascontiguousarray(lengths, np.int64)
-        if out.shape != (len(lengths), self.n, WIDTH) or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ValueError(f"out must be C-contiguous float32 {(len(lengths), self.n, WIDTH)}, got "
-                             f"{out.dtype} {out.shape}")
-        if frames.ndim != 2 or frames.shape[1] != F.N_COLS or int(lengths.sum()) != frames.shape[0] \
-                or (len(lengths) and int(lengths.min()) < 1):
-            raise ValueError(f"frames [sum(lengths), {F.N_COLS}] with lengths >= 1 expected, got frames "
-                             f"{frames.shape} and lengths summing to {int(lengths.sum())}")
-        starts = np.cumsum(lengths) - lengths
+        frames, lengths, starts = self._checked(frames, lengths, out)
         out_lengths = np.empty(len(lengths), np.int64)
         if self.train:
             keys = np.ascontiguousarray(keys, np.int64)
@@ -316,3 +334,52 @@ class FusedInput:
             inference_kernel(frames, starts, lengths, self.means, self.norm, self.inverse, self.folded, _TABLE,
                              out, out_lengths)
         return out_lengths
+
+    def planned(self, frames: np.ndarray, lengths: np.ndarray, plan, out: np.ndarray) -> np.ndarray:
+        """`__call__` (training) by a batched torch plan (`Compose.stack` of `sample`s, e.g. TF's
+        recorded draws, or `sample_keyed`) in place of the keys' draws."""
+        frames, lengths, starts = self._checked(frames, lengths, out)
+        ints, floats, drop = plan_arrays(plan, self.n)
+        out_lengths = np.empty(len(lengths), np.int64)
+        planned_kernel(frames, starts, lengths, ints, floats, drop, self.means, self.norm, self.inverse,
+                       self.folded, _FLIP, _TABLE, out, out_lengths)
+        return out_lengths
+
+    def _checked(self, frames, lengths, out):
+        frames = np.ascontiguousarray(frames, np.float32)
+        lengths = np.ascontiguousarray(lengths, np.int64)
+        if out.shape != (len(lengths), self.n, WIDTH) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous float32 {(len(lengths), self.n, WIDTH)}, got "
+                             f"{out.dtype} {out.shape}")
+        if frames.ndim != 2 or frames.shape[1] != F.N_COLS or int(lengths.sum()) != frames.shape[0] \
+                or (len(lengths) and int(lengths.min()) < 1):
+            raise ValueError(f"frames [sum(lengths), {F.N_COLS}] with lengths >= 1 expected, got frames "
+                             f"{frames.shape} and lengths summing to {int(lengths.sum())}")
+        return frames, lengths, np.cumsum(lengths) - lengths
+
+
+def plan_arrays(plan, n: int):
+    """A batched torch plan of the training structure -> (ints, floats, drop) for `planned_kernel`;
+    values of steps that did not fire are kept as drawn (the kernel ignores them), except the
+    sequence mask's size (0: nothing masked)."""
+    steps = plan["plan"]
+    bsz = len(steps[0]["fire"])
+
+    def value(i: int, name: str, dtype):
+        v = steps[i].get(name)
+        return np.zeros(bsz, dtype) if v is None else v.cpu().numpy().astype(dtype)
+
+    ints, floats = np.zeros((bsz, D.N_INTS), np.int64), np.zeros((bsz, D.N_FLOATS), np.float32)
+    for col, i in ((D.I_FLIP, 0), (D.I_SCALE, 1), (D.I_ROTATE, 2), (D.I_SHIFT, 3), (D.I_RESAMPLE, 9), (D.I_DROP, 11)):
+        ints[:, col] = value(i, "fire", np.int64)
+    ints[:, D.I_MASK_START] = value(5, "start", np.int64)
+    ints[:, D.I_MASK_SIZE] = value(5, "size", np.int64) * value(5, "fire", np.int64)
+    ints[:, D.I_SIZE], ints[:, D.I_METHOD] = value(9, "size", np.int64), value(9, "method", np.int64)
+    floats[:, D.F_FACTOR] = value(1, "factor", np.float32)
+    for col, name in ((D.F_COS, "cos"), (D.F_SIN, "sin"), (D.F_DEGREES, "degrees")):
+        floats[:, col] = value(2, name, np.float32)
+    for col, name in ((D.F_DX, "dx"), (D.F_DY, "dy"), (D.F_DZ, "dz")):
+        floats[:, col] = value(3, name, np.float32)
+    keep = steps[11].get("keep")
+    drop = np.ones((bsz, n), np.bool_) if keep is None else ~keep.cpu().numpy()[:, :n]
+    return ints, floats, np.ascontiguousarray(drop)
