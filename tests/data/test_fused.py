@@ -176,7 +176,7 @@ def _pipe(rates: str, method: int, rounding: str) -> A.Compose:
     return pipe
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lengths=st.lists(st.integers(1, 800), min_size=1, max_size=5),
        seed=st.integers(0, 2 ** 32 - 1),
        nan=st.sampled_from(["none", "hands", "scattered", "frames"]),
