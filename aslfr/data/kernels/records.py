@@ -6,11 +6,15 @@ Python decoder (`schema.decode_record`), which gives the same values or the erro
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import njit
+from llvmlite import binding, ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 import aslfr.data.kernels  # noqa: F401  (the compile cache's folder, before any kernel is defined)
 from aslfr.format.schema import SCHEMA, decode_record
@@ -70,8 +74,8 @@ _N_INTS = sum(c for _, c in _INT_FEATURES)
 
 
 @njit(nogil=True, cache=True)
-def crc32c(buf, start, end, table):
-    """CRC32C of buf[start:end] (uint8), slicing by 8."""
+def crc32c_table(buf, words, start, end, table):
+    """CRC32C of buf[start:end] (uint8), slicing by 8 (`words`: unused, as `crc32c_sse42`)."""
     crc = _M32
     i = start
     while i + 8 <= end:
@@ -89,10 +93,52 @@ def crc32c(buf, start, end, table):
     return crc ^ _M32
 
 
+def _x86_crc(bits: int, data_type):
+    """The SSE4.2 crc32 instruction on `bits`-bit data, as a numba intrinsic."""
+    acc = types.uint64 if bits == 64 else types.uint32
+
+    @intrinsic
+    def crc(typingctx, c, data):
+        def codegen(context, builder, signature, args):
+            width = 64 if bits == 64 else 32
+            fnty = ir.FunctionType(ir.IntType(width), [ir.IntType(width), ir.IntType(bits)])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.x86.sse42.crc32.{width}.{bits}")
+            return builder.call(fn, args)
+        return acc(acc, data_type), codegen
+    return crc
+
+
+_crc_byte, _crc_word = _x86_crc(8, types.uint8), _x86_crc(64, types.uint64)
+
+
 @njit(nogil=True, cache=True)
-def _masked_crc_ok(buf, start, end, at, table):
+def crc32c_sse42(buf, words, start, end, table):
+    """CRC32C of buf[start:end] by the CPU's crc32 instruction, 8 bytes at a time from `words`
+    (buf as uint64: buf must start 8-byte aligned); ~5x the tables' speed."""
+    c = np.uint32(0xFFFFFFFF)
+    i = start
+    while i < end and i % 8:
+        c = _crc_byte(c, buf[i])
+        i += 1
+    crc = np.uint64(c)
+    while i + 8 <= end:
+        crc = _crc_word(crc, words[i // 8])
+        i += 8
+    c = np.uint32(crc)
+    while i < end:
+        c = _crc_byte(c, buf[i])
+        i += 1
+    return np.uint64(c) ^ _M32
+
+
+SSE42 = platform.machine().lower() in ("x86_64", "amd64") and "sse4.2" in binding.get_host_cpu_features().flatten()
+crc32c = crc32c_sse42 if SSE42 else crc32c_table
+
+
+@njit(nogil=True, cache=True)
+def _masked_crc_ok(buf, words, start, end, at, table):
     """Whether the 4 bytes at `at` are the masked CRC32C of buf[start:end], as TFRecord frames it."""
-    crc = crc32c(buf, start, end, table)
+    crc = crc32c(buf, words, start, end, table)
     masked = ((((crc >> _U15) | (crc << _U17)) & _M32) + _MASK_DELTA) & _M32
     stored = (np.uint64(buf[at]) | (np.uint64(buf[at + 1]) << _U8) | (np.uint64(buf[at + 2]) << _U16)
               | (np.uint64(buf[at + 3]) << _U24))
@@ -100,7 +146,7 @@ def _masked_crc_ok(buf, start, end, at, table):
 
 
 @njit(nogil=True, cache=True)
-def scan(buf, verify, table):
+def scan(buf, words, verify, table):
     """The records framed back to back in buf: (data starts, data lengths, count, error, error's
     record, error's byte). error: 0 none, 1 truncated header, 2 length CRC, 3 truncated record,
     4 data CRC; the records before the error are valid."""
@@ -111,7 +157,7 @@ def scan(buf, verify, table):
     while pos < n:
         if pos + 12 > n:
             return starts, lengths, k, 1, k, pos
-        if verify and not _masked_crc_ok(buf, pos, pos + 8, pos + 8, table):
+        if verify and not _masked_crc_ok(buf, words, pos, pos + 8, pos + 8, table):
             return starts, lengths, k, 2, k, pos
         length = np.uint64(0)
         for j in range(8):
@@ -120,7 +166,7 @@ def scan(buf, verify, table):
             return starts, lengths, k, 3, k, pos
         s = pos + 12
         e = s + np.int64(length)
-        if verify and not _masked_crc_ok(buf, s, e, e, table):
+        if verify and not _masked_crc_ok(buf, words, s, e, e, table):
             return starts, lengths, k, 4, k, pos
         starts[k], lengths[k] = s, e - s
         k += 1
@@ -224,6 +270,17 @@ class Parsed(NamedTuple):
     texts_at: np.ndarray
 
 
+def aligned(data) -> np.ndarray:
+    """data as uint8, starting 8-byte aligned (copied if it does not)."""
+    buf = np.frombuffer(data, np.uint8)
+    return buf if buf.ctypes.data % 8 == 0 else buf.copy()
+
+
+def words(buf: np.ndarray) -> np.ndarray:
+    """An aligned uint8 buffer's whole 8-byte words, as uint64 (for `crc32c_sse42`)."""
+    return buf[:len(buf) // 8 * 8].view(np.uint64)
+
+
 _ERRORS = {1: "truncated length header", 2: "length CRC mismatch", 3: "truncated record", 4: "data CRC mismatch"}
 
 
@@ -232,8 +289,8 @@ def parse_framed(data, path: str | Path = "records", verify: bool = True, first_
     """The TFRecords framed back to back in `data` (bytes-like: a file, or its byte range from
     `start` holding whole records), CRCs checked with `verify`. Errors name the file, the record
     (counted from first_record) and its byte, as `tfrecord.records_from`."""
-    buf = np.frombuffer(data, np.uint8)
-    starts, lengths, n, err, at, pos = scan(buf, verify, _CRC)
+    buf = aligned(data)
+    starts, lengths, n, err, at, pos = scan(buf, words(buf), verify, _CRC)
     if err:
         raise CorruptRecordError(f"{path}: record {first_record + at} at byte {start + pos}: {_ERRORS[err]}")
     starts, lengths = starts[:n].copy(), lengths[:n].copy()
