@@ -32,3 +32,12 @@ def _set_cache_dir() -> None:
 
 
 _set_cache_dir()
+
+
+def jit(fn):
+    """numba's njit as the kernels use it: no GIL, cached, no fast-math (IEEE float32, no FMA
+    contraction), and numpy's error model: x / 0 is IEEE inf or NaN as in torch, not a raised
+    ZeroDivisionError, whose check in every division keeps loops from vectorizing."""
+    from numba import njit
+
+    return njit(nogil=True, cache=True, error_model="numpy")(fn)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from aslfr.data.kernels import jit
 from aslfr.data.transforms import augment as A
 from aslfr.data.transforms.counter import _site
 
@@ -74,7 +74,7 @@ def training_plan_constants(pipe: A.Compose):
     return cfg, sites, bool(rot.folded)
 
 
-@njit(nogil=True, cache=True)
+@jit
 def fmix32(h):
     h = h ^ (h >> _S16)
     h = (h * _C1) & _M32
@@ -83,37 +83,37 @@ def fmix32(h):
     return h ^ (h >> _S16)
 
 
-@njit(nogil=True, cache=True)
+@jit
 def key_state(key):
     """The 32-bit state of a record's key (`KeyedDraws.state`)."""
     k = np.uint64(key)
     return fmix32(fmix32((k & _M32) ^ _K0) ^ ((k >> _S32) & _M32))
 
 
-@njit(nogil=True, cache=True)
+@jit
 def uniform(state, site):
     """U[0, 1) at a scalar site (`KeyedDraws.uniform(site)`)."""
     return np.float32(fmix32(state ^ site) >> _S8) * _SCALE
 
 
-@njit(nogil=True, cache=True)
+@jit
 def element_uniform(hashed, e):
     """U[0, 1) of element e at a site whose hash is `hashed` (`KeyedDraws.uniform(site, n)`)."""
     return np.float32(fmix32(hashed ^ np.uint64(e)) >> _S8) * _SCALE
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _between(state, site, lo, span):
     return uniform(state, site) * span + lo
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _integer(state, site, high):
     """floor(bits * high / 2^24), as `KeyedDraws.integers`."""
     return np.int64(((fmix32(state ^ site) >> _S8) * np.uint64(high)) >> _S24)
 
 
-@njit(nogil=True, cache=True)
+@jit
 def cos_sin(degrees, folded):
     """float32 cos and sin of the reference's float32 radians, as glibc's cosf/sinf give them."""
     rad = degrees * _DEG2RAD_FOLDED if folded else (degrees / _D180) * _PI
@@ -130,7 +130,7 @@ def cos_sin(degrees, folded):
     return np.float32(c), np.float32(s)
 
 
-@njit(nogil=True, cache=True)
+@jit
 def plan_record(key, length, cfg, sites, folded, ints, floats):
     """One record's training plan into ints [N_INTS] and floats [N_FLOATS] (`Compose.sample_keyed`).
     Returns the hash of the frame-drop site, from which `element_uniform` gives frame t's draw."""
@@ -164,7 +164,7 @@ def plan_record(key, length, cfg, sites, folded, ints, floats):
     return fmix32(state ^ sites[6, 2])
 
 
-@njit(nogil=True, cache=True)
+@jit
 def plan_batch(keys, lengths, cfg, sites, folded, n_frames, ints, floats, keep):
     """Every record's plan: ints [B, N_INTS], floats [B, N_FLOATS], keep [B, n_frames] (frame kept
     by the temporal mask's draw, whether or not its gate fired)."""
@@ -174,7 +174,7 @@ def plan_batch(keys, lengths, cfg, sites, folded, n_frames, ints, floats, keep):
             keep[b, t] = element_uniform(h, t) > cfg[DROP_PROB]
 
 
-@njit(nogil=True, cache=True)
+@jit
 def final_lengths(keys, lengths, cfg, sites, n_frames, out):
     """Each record's non-padding frames after the training path: min(resampled length, n_frames)."""
     ints = np.empty(N_INTS, np.int64)

@@ -14,9 +14,9 @@ from typing import Optional
 
 import numpy as np
 import torch
-from numba import njit
 
 from aslfr.data.kernels import draws as D
+from aslfr.data.kernels import jit
 from aslfr.data.transforms import augment as A
 from aslfr.data.transforms import functional as F
 
@@ -33,7 +33,7 @@ INFERENCE = (A.ConcatNormalized, A.NanToZero, A.AddPos, A.PadOrResize)
 # one input row -> its 769 features
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _augment(src, dst, ints, floats, flip):
     """dst[:384] = the frame-wise augmentations of one raw row (points x, y, z), per the plan."""
     do_flip, do_scale, do_rot, do_shift = ints[D.I_FLIP], ints[D.I_SCALE], ints[D.I_ROTATE], ints[D.I_SHIFT]
@@ -58,7 +58,7 @@ def _augment(src, dst, ints, floats, flip):
         dst[3 * p], dst[3 * p + 1], dst[3 * p + 2] = x, y, z
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _features(src, dst, t, means, norm, inverse, folded):
     """dst = [raw | (raw - means) / stds (or * inv_stds)] with NaN -> 0, then t / 1000. src may be
     dst itself (the augmented raw row): the normalized half is made first. One loop per half, with
@@ -79,7 +79,7 @@ def _features(src, dst, t, means, norm, inverse, folded):
     dst[2 * n] = np.float32(t) * _MILLI if folded else np.float32(t) / _THOUSAND
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _masked_row(dst, t, folded):
     """A frame of the sequence mask: NaN everywhere, so 0 after NaN -> 0; its position stays."""
     n = len(dst) - 1
@@ -92,7 +92,7 @@ def _masked_row(dst, t, folded):
 # resize taps (tf.image.resize, half-pixel centres, as functional._resample_taps)
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _bilinear_taps(o, scale, last):
     src = (np.float32(o) + _HALF) * scale - _HALF
     fl = np.floor(src)
@@ -101,12 +101,12 @@ def _bilinear_taps(o, scale, last):
     return lo, hi, src - fl
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _nearest_tap(o, scale, last):
     return max(min(np.int64(np.floor((np.float32(o) + _HALF) * scale)), last), 0)
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _bicubic_taps(o, scale, last, table, idx, w):
     """idx [4] and w [4]: TF's Keys-cubic taps, zero weight outside the sequence, renormalized."""
     src = (np.float32(o) + _HALF) * scale - _HALF
@@ -126,7 +126,7 @@ def _bicubic_taps(o, scale, last, table, idx, w):
             w[k] = w[k] * inv
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _resampled_row(feat, length, size, method, j, table, idx, w, dst):
     """Row j of the features [length, C] resampled to `size` rows by method (0 bilinear, 1 bicubic,
     2 nearest, -1 none: row j itself), into dst."""
@@ -149,7 +149,7 @@ def _resampled_row(feat, length, size, method, j, table, idx, w, dst):
             dst[c] = ((r0[c] * w0 + r1[c] * w1) + r2[c] * w2) + r3[c] * w3
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _zero(rows, start):
     """rows[start:] = 0 (the padding)."""
     for o in range(start, rows.shape[0]):
@@ -158,14 +158,14 @@ def _zero(rows, start):
             row[c] = _F0
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _times_zero(row):
     """A frame dropped by the temporal mask: x * 0, as torch (so -0 stays -0, inf becomes NaN)."""
     for c in range(len(row)):
         row[c] = row[c] * _F0
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _to_slot(feat, length, size, method, out, table, drop, dropping):
     """The record's features [length, C] resampled to `size` rows (method as `_resampled_row`),
     then zero-padded, or bilinearly resized when longer, to out [n, C]. dropping: rows o with
@@ -198,7 +198,7 @@ def _to_slot(feat, length, size, method, out, table, drop, dropping):
 # the two kernels
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _longest(lengths):
     """max(lengths, 1), by a loop: numpy's max costs most of a second to compile."""
     m = 1
@@ -207,7 +207,7 @@ def _longest(lengths):
     return m
 
 
-@njit(nogil=True, cache=True)
+@jit
 def inference_kernel(frames, starts, lengths, means, norm, inverse, folded, table, out, out_lengths):
     """out [B, n, 769] and out_lengths [B] = the inference input of the packed frames [sum(T), 384]
     (record b: rows starts[b] .. starts[b] + lengths[b])."""
@@ -227,7 +227,7 @@ def inference_kernel(frames, starts, lengths, means, norm, inverse, folded, tabl
         out_lengths[b] = min(length, n)
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _training_record(frames, a, length, ints, floats, drop, means, norm, inverse, folded, flip, table, scratch, slot):
     """One record's training input into its slot [n, 769], by its plan (`draws.plan_record`; drop:
     the frames the temporal mask zeroes when it fires). Returns its non-padding frames."""
@@ -245,7 +245,7 @@ def _training_record(frames, a, length, ints, floats, drop, means, norm, inverse
     return min(size, slot.shape[0])
 
 
-@njit(nogil=True, cache=True)
+@jit
 def training_kernel(frames, starts, lengths, keys, means, norm, inverse, folded, cfg, sites, rotate_folded, flip,
                     table, out, out_lengths):
     """out [B, n, 769] and out_lengths [B] = the training input of the packed frames [sum(T), 384],
@@ -264,7 +264,7 @@ def training_kernel(frames, starts, lengths, keys, means, norm, inverse, folded,
                                           folded, flip, table, scratch, out[b])
 
 
-@njit(nogil=True, cache=True)
+@jit
 def planned_kernel(frames, starts, lengths, ints, floats, drop, means, norm, inverse, folded, flip, table, out,
                    out_lengths):
     """`training_kernel` with the plan given: ints [B, N_INTS], floats [B, N_FLOATS], drop [B, n]

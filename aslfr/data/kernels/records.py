@@ -12,11 +12,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from llvmlite import binding, ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-import aslfr.data.kernels  # noqa: F401  (the compile cache's folder, before any kernel is defined)
+from aslfr.data.kernels import jit
 from aslfr.format.schema import SCHEMA, decode_record
 from aslfr.format.tfrecord import OVERHEAD, CorruptRecordError
 
@@ -73,7 +73,7 @@ _KINDS, _COUNTS, _COLS, _NAME_BYTES, _NAME_OFFSETS, _INT_FEATURES, _FLOAT_FEATUR
 _N_INTS = sum(c for _, c in _INT_FEATURES)
 
 
-@njit(nogil=True, cache=True)
+@jit
 def crc32c_table(buf, words, start, end, table):
     """CRC32C of buf[start:end] (uint8), slicing by 8 (`words`: unused, as `crc32c_sse42`)."""
     crc = _M32
@@ -111,7 +111,7 @@ def _x86_crc(bits: int, data_type):
 _crc_byte, _crc_word = _x86_crc(8, types.uint8), _x86_crc(64, types.uint64)
 
 
-@njit(nogil=True, cache=True)
+@jit
 def crc32c_sse42(buf, words, start, end, table):
     """CRC32C of buf[start:end] by the CPU's crc32 instruction, 8 bytes at a time from `words`
     (buf as uint64: buf must start 8-byte aligned); ~5x the tables' speed."""
@@ -135,7 +135,7 @@ SSE42 = platform.machine().lower() in ("x86_64", "amd64") and "sse4.2" in bindin
 crc32c = crc32c_sse42 if SSE42 else crc32c_table
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _masked_crc_ok(buf, words, start, end, at, table):
     """Whether the 4 bytes at `at` are the masked CRC32C of buf[start:end], as TFRecord frames it."""
     crc = crc32c(buf, words, start, end, table)
@@ -145,7 +145,7 @@ def _masked_crc_ok(buf, words, start, end, at, table):
     return masked == stored
 
 
-@njit(nogil=True, cache=True)
+@jit
 def scan(buf, words, verify, table):
     """The records framed back to back in buf: (data starts, data lengths, count, error, error's
     record, error's byte). error: 0 none, 1 truncated header, 2 length CRC, 3 truncated record,
@@ -174,7 +174,7 @@ def scan(buf, words, verify, table):
     return starts, lengths, k, 0, k, pos
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _varint(buf, pos, end):
     """(value, next position), or position -1 past `end` or beyond 10 bytes."""
     v, shift = np.uint64(0), 0
@@ -188,7 +188,7 @@ def _varint(buf, pos, end):
     return v, -1
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _field(buf, pos, end, tag):
     """A length-delimited field `tag` at pos: (payload start, payload end), or (-1, -1)."""
     if pos >= end or buf[pos] != tag:
@@ -199,7 +199,7 @@ def _field(buf, pos, end, tag):
     return p, p + np.int64(n)
 
 
-@njit(nogil=True, cache=True)
+@jit
 def _parse_one(buf, s, e, kinds, counts, cols, names, name_offsets, ints, floats_at, frames_at, texts_at):
     """One Example in the writer's layout into its rows; False for any other layout."""
     p, end = _field(buf, s, e, 0x0A)  # Features
@@ -248,7 +248,7 @@ def _parse_one(buf, s, e, kinds, counts, cols, names, name_offsets, ints, floats
     return p == end
 
 
-@njit(nogil=True, cache=True)
+@jit
 def parse(buf, starts, lengths, kinds, counts, cols, names, name_offsets, ints, floats_at, frames_at, texts_at, ok):
     """Every record buf[starts[r]:starts[r] + lengths[r]]: ok[r] when in the writer's layout."""
     for r in range(len(starts)):
