@@ -206,3 +206,12 @@ def test_cache_goes_to_a_user_cache_folder(tmp_path):
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "mine")
     got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert got.split() == [str(tmp_path / "mine")] * 2
+
+
+def test_per_core_rates_for_the_bench():
+    from aslfr.data.kernels.timing import per_core_rates
+
+    rates = per_core_rates(batch=2, repeats=1)
+    assert set(rates) == {"copy", "training_kernel", "inference_kernel", "training_collate_numba",
+                          "training_collate_torch", "inference_collate_numba", "inference_collate_torch", "copy_ratio"}
+    assert all(v > 0 for v in rates.values())
