@@ -317,27 +317,15 @@ class ReferenceCollate:
         if self.fused is not None:
             final = self.fused.lengths(keys.numpy(), lengths.numpy())
 
-            def run(rows: torch.Tensor, out: torch.Tensor) -> None:
-                self.fused(rows.numpy(), lengths.numpy(), keys.numpy(), out.numpy())
+            def fill(out: torch.Tensor) -> None:  # each record's frames read where they are
+                self.fused(frames, lengths.numpy(), keys.numpy(), out.numpy())
         else:
             plan = pre.pipe.sample_keyed(KeyedDraws(keys), lengths, int(lengths.max()))
             final = plan["length"]
 
-            def run(rows: torch.Tensor, out: torch.Tensor) -> None:
+            def fill(out: torch.Tensor) -> None:
+                rows = torch.cat([torch.as_tensor(f, dtype=torch.float32) for f in frames])
                 run_rows(pre.pipe, rows, Rows.packed(lengths, rows.shape[0]), plan, eager=True, out=out,
                          own=True)  # cat made a copy
         items = [{**it, "length": n} for it, n in zip(items, final)]
-
-        def fill(out: torch.Tensor) -> None:
-            run(torch.cat([torch.as_tensor(f, dtype=torch.float32) for f in frames]), out)
-
-        return _collate(items, False, name, fill, (pre.n_frames, n_cols()))
-        plan = pre.pipe.sample_keyed(KeyedDraws(keys), lengths, int(lengths.max()))
-        items = [{**it, "length": n} for it, n in zip(items, plan["length"])]
-
-        def fill(out: torch.Tensor) -> None:
-            rows = torch.cat([torch.as_tensor(f, dtype=torch.float32) for f in frames])
-            run_rows(pre.pipe, rows, Rows.packed(lengths, rows.shape[0]), plan, eager=True, out=out,
-                     own=True)  # cat made a copy
-
         return _collate(items, False, name, fill, (pre.n_frames, n_cols()))

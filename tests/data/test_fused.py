@@ -215,3 +215,25 @@ def test_per_core_rates_for_the_bench():
     assert set(rates) == {"copy", "training_kernel", "inference_kernel", "training_collate_numba",
                           "training_collate_torch", "inference_collate_numba", "inference_collate_torch", "copy_ratio"}
     assert all(v > 0 for v in rates.values())
+
+
+def test_records_read_where_they_lie():
+    """One array per record (as decoded: a view at any byte offset; or float64, non-contiguous, a
+    tensor) gives the packed batch's bits."""
+    lengths = [3, 321, 40]
+    x = _random_frames(5, lengths)
+    a, b = x[:3], x[3:324]
+    raw = bytearray(1 + b.nbytes)
+    raw[1:] = b.tobytes()
+    unaligned = np.frombuffer(raw, np.float32, offset=1).reshape(321, 384)  # not 4-byte aligned
+    wide = np.asfortranarray(x[324:].astype(np.float64))
+    fused = FusedInput.of(R.transforms(MEANS, STDS, train=True))
+    keys = np.array([1, 2, 3])
+    packed, apart = (np.empty((3, 320, K.WIDTH), np.float32) for _ in range(2))
+    fused(x, lengths, keys, packed)
+    fused([torch.from_numpy(a), unaligned, wide], lengths, keys, apart)
+    assert not unaligned.flags.aligned and same_bits(packed, apart)
+    with pytest.raises(ValueError, match=r"frames of lengths \[3, 321\], expected \[3, 321, 40\]"):
+        fused([a, b], lengths, keys, apart)
+    with pytest.raises(ValueError, match="every record needs frames"):
+        fused(x[:3], [3, 0], keys[:2], apart[:2])

@@ -10,10 +10,12 @@ rotation keeps its float64 emulation of TF's FMA), so the bits are the same on t
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+from numba import carray, types
+from numba.extending import intrinsic
 
 from aslfr.data.kernels import draws as D
 from aslfr.data.kernels import jit
@@ -198,6 +200,21 @@ def _to_slot(feat, length, size, method, out, table, drop, dropping):
 # the two kernels
 
 
+@intrinsic
+def _float32_pointer(typingctx, address):
+    """An int64 address as a float32 pointer."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return types.CPointer(types.float32)(types.int64), codegen
+
+
+@jit
+def _frames_at(address, length):
+    """A record's frames [length, 384] float32 at `address` (where the caller holds them): the
+    kernels read each record where it lies, with no copy into one packed array first."""
+    return carray(_float32_pointer(address), (length, F.N_COLS))
+
+
 @jit
 def _longest(lengths):
     """max(lengths, 1), by a loop: numpy's max costs most of a second to compile."""
@@ -208,18 +225,18 @@ def _longest(lengths):
 
 
 @jit
-def inference_kernel(frames, starts, lengths, means, norm, inverse, folded, table, out, out_lengths):
-    """out [B, n, 769] and out_lengths [B] = the inference input of the packed frames [sum(T), 384]
-    (record b: rows starts[b] .. starts[b] + lengths[b])."""
+def inference_kernel(addrs, lengths, means, norm, inverse, folded, table, out, out_lengths):
+    """out [B, n, 769] and out_lengths [B] = the inference input of the records' frames (record b:
+    [lengths[b], 384] float32 at address addrs[b])."""
     n = out.shape[1]
     scratch = np.empty((_longest(lengths), out.shape[2]), np.float32)
     drop = np.zeros(n, np.bool_)
     for b in range(len(lengths)):
-        a, length = starts[b], lengths[b]
+        x, length = _frames_at(addrs[b], lengths[b]), lengths[b]
         slot = out[b]
         feat = slot if length <= n else scratch  # short records: features straight into their slot
         for t in range(length):
-            _features(frames[a + t], feat[t], t, means, norm, inverse, folded)
+            _features(x[t], feat[t], t, means, norm, inverse, folded)
         if length <= n:
             _zero(slot, length)
         else:
@@ -228,7 +245,7 @@ def inference_kernel(frames, starts, lengths, means, norm, inverse, folded, tabl
 
 
 @jit
-def _training_record(frames, a, length, ints, floats, drop, means, norm, inverse, folded, flip, table, scratch, slot):
+def _training_record(x, length, ints, floats, drop, means, norm, inverse, folded, flip, table, scratch, slot):
     """One record's training input into its slot [n, 769], by its plan (`draws.plan_record`; drop:
     the frames the temporal mask zeroes when it fires). Returns its non-padding frames."""
     m0, m1 = ints[D.I_MASK_START], ints[D.I_MASK_START] + ints[D.I_MASK_SIZE]
@@ -237,7 +254,7 @@ def _training_record(frames, a, length, ints, floats, drop, means, norm, inverse
         if m0 <= t < m1:
             _masked_row(row, t, folded)
         else:
-            _augment(frames[a + t], row, ints, floats, flip)
+            _augment(x[t], row, ints, floats, flip)
             _features(row, row, t, means, norm, inverse, folded)
     resampled = ints[D.I_RESAMPLE] != 0
     size = ints[D.I_SIZE] if resampled else length
@@ -246,10 +263,10 @@ def _training_record(frames, a, length, ints, floats, drop, means, norm, inverse
 
 
 @jit
-def training_kernel(frames, starts, lengths, keys, means, norm, inverse, folded, cfg, sites, rotate_folded, flip,
-                    table, out, out_lengths):
-    """out [B, n, 769] and out_lengths [B] = the training input of the packed frames [sum(T), 384],
-    record b augmented by the plan its key draws (`draws.plan_record`)."""
+def training_kernel(addrs, lengths, keys, means, norm, inverse, folded, cfg, sites, rotate_folded, flip, table, out,
+                    out_lengths):
+    """out [B, n, 769] and out_lengths [B] = the training input of the records' frames (as
+    `inference_kernel`), record b augmented by the plan its key draws (`draws.plan_record`)."""
     n = out.shape[1]
     scratch = np.empty((_longest(lengths), out.shape[2]), np.float32)
     ints = np.empty(D.N_INTS, np.int64)
@@ -260,19 +277,18 @@ def training_kernel(frames, starts, lengths, keys, means, norm, inverse, folded,
         if ints[D.I_DROP]:
             for t in range(n):
                 drop[t] = not (D.element_uniform(h, t) > cfg[D.DROP_PROB])
-        out_lengths[b] = _training_record(frames, starts[b], lengths[b], ints, floats, drop, means, norm, inverse,
-                                          folded, flip, table, scratch, out[b])
+        out_lengths[b] = _training_record(_frames_at(addrs[b], lengths[b]), lengths[b], ints, floats, drop, means,
+                                          norm, inverse, folded, flip, table, scratch, out[b])
 
 
 @jit
-def planned_kernel(frames, starts, lengths, ints, floats, drop, means, norm, inverse, folded, flip, table, out,
-                   out_lengths):
+def planned_kernel(addrs, lengths, ints, floats, drop, means, norm, inverse, folded, flip, table, out, out_lengths):
     """`training_kernel` with the plan given: ints [B, N_INTS], floats [B, N_FLOATS], drop [B, n]
     (e.g. TF's recorded draws, through `plan_arrays`)."""
     scratch = np.empty((_longest(lengths), out.shape[2]), np.float32)
     for b in range(len(lengths)):
-        out_lengths[b] = _training_record(frames, starts[b], lengths[b], ints[b], floats[b], drop[b], means, norm,
-                                          inverse, folded, flip, table, scratch, out[b])
+        out_lengths[b] = _training_record(_frames_at(addrs[b], lengths[b]), lengths[b], ints[b], floats[b], drop[b],
+                                          means, norm, inverse, folded, flip, table, scratch, out[b])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,42 +344,64 @@ class FusedInput:
                      self.sites, self.rotate_folded, self.n, ints, floats, keep)
         return ints, floats, keep
 
-    def __call__(self, frames: np.ndarray, lengths: np.ndarray, keys: Optional[np.ndarray], out: np.ndarray
-                 ) -> np.ndarray:
-        """Packed frames [sum(lengths), 384] float32 and their lengths [B] (keys [B] for training)
-        -> out [B, n, 769] float32 (written in place), and the lengths returned."""
-        frames, lengths, starts = self._checked(frames, lengths, out)
+    def __call__(self, frames: Frames, lengths, keys: Optional[np.ndarray], out: np.ndarray) -> np.ndarray:
+        """The records' frames (packed [sum(lengths), 384], or one [T, 384] array each) and their
+        lengths [B] (keys [B] for training) -> out [B, n, 769] float32, written in place; returns
+        the non-padding frames of each."""
+        held, addrs, lengths = self._checked(frames, lengths, out)
         out_lengths = np.empty(len(lengths), np.int64)
         if self.train:
             keys = np.ascontiguousarray(keys, np.int64)
-            training_kernel(frames, starts, lengths, keys, self.means, self.norm, self.inverse, self.folded,
-                            self.cfg, self.sites, self.rotate_folded, _FLIP, _TABLE, out, out_lengths)
+            training_kernel(addrs, lengths, keys, self.means, self.norm, self.inverse, self.folded, self.cfg,
+                            self.sites, self.rotate_folded, _FLIP, _TABLE, out, out_lengths)
         else:
-            inference_kernel(frames, starts, lengths, self.means, self.norm, self.inverse, self.folded, _TABLE,
-                             out, out_lengths)
+            inference_kernel(addrs, lengths, self.means, self.norm, self.inverse, self.folded, _TABLE, out,
+                             out_lengths)
+        del held  # the frames the addresses point into: alive until the kernel returned
         return out_lengths
 
-    def planned(self, frames: np.ndarray, lengths: np.ndarray, plan, out: np.ndarray) -> np.ndarray:
+    def planned(self, frames: Frames, lengths, plan, out: np.ndarray) -> np.ndarray:
         """`__call__` (training) by a batched torch plan (`Compose.stack` of `sample`s, e.g. TF's
         recorded draws, or `sample_keyed`) in place of the keys' draws."""
-        frames, lengths, starts = self._checked(frames, lengths, out)
+        held, addrs, lengths = self._checked(frames, lengths, out)
         ints, floats, drop = plan_arrays(plan, self.n)
         out_lengths = np.empty(len(lengths), np.int64)
-        planned_kernel(frames, starts, lengths, ints, floats, drop, self.means, self.norm, self.inverse,
-                       self.folded, _FLIP, _TABLE, out, out_lengths)
+        planned_kernel(addrs, lengths, ints, floats, drop, self.means, self.norm, self.inverse, self.folded, _FLIP,
+                       _TABLE, out, out_lengths)
+        del held
         return out_lengths
 
-    def _checked(self, frames, lengths, out):
-        frames = np.ascontiguousarray(frames, np.float32)
+    def _checked(self, frames: Frames, lengths, out):
+        """(the float32 C-contiguous frames, each record's address in them, lengths as int64)."""
         lengths = np.ascontiguousarray(lengths, np.int64)
         if out.shape != (len(lengths), self.n, WIDTH) or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be C-contiguous float32 {(len(lengths), self.n, WIDTH)}, got "
                              f"{out.dtype} {out.shape}")
-        if frames.ndim != 2 or frames.shape[1] != F.N_COLS or int(lengths.sum()) != frames.shape[0] \
-                or (len(lengths) and int(lengths.min()) < 1):
-            raise ValueError(f"frames [sum(lengths), {F.N_COLS}] with lengths >= 1 expected, got frames "
-                             f"{frames.shape} and lengths summing to {int(lengths.sum())}")
-        return frames, lengths, np.cumsum(lengths) - lengths
+        if len(lengths) and int(lengths.min()) < 1:
+            raise ValueError(f"every record needs frames, got lengths {lengths.tolist()}")
+        if isinstance(frames, (np.ndarray, torch.Tensor)):
+            held = [_rows(frames)]
+            if held[0].shape[0] != int(lengths.sum()):
+                raise ValueError(f"{held[0].shape[0]} packed frames for lengths summing to {int(lengths.sum())}")
+            addrs = held[0].ctypes.data + (np.cumsum(lengths) - lengths) * held[0].strides[0]
+        else:
+            held = [_rows(f) for f in frames]
+            if [len(f) for f in held] != lengths.tolist():
+                raise ValueError(f"frames of lengths {[len(f) for f in held]}, expected {lengths.tolist()}")
+            addrs = np.array([f.ctypes.data for f in held], np.int64)
+        return held, np.ascontiguousarray(addrs, np.int64), lengths
+
+
+Frames = Union[np.ndarray, torch.Tensor, Sequence[Union[np.ndarray, torch.Tensor]]]
+
+
+def _rows(frames) -> np.ndarray:
+    """Frames [T, 384] as a C-contiguous float32 array (copied only if they are not one)."""
+    x = frames.numpy() if isinstance(frames, torch.Tensor) and frames.dtype == torch.float32 else frames
+    x = np.ascontiguousarray(np.asarray(x, np.float32))
+    if x.ndim != 2 or x.shape[1] != F.N_COLS:
+        raise ValueError(f"frames must be [T, {F.N_COLS}], got shape {x.shape}")
+    return x
 
 
 def plan_arrays(plan, n: int):
