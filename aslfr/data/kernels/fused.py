@@ -37,27 +37,33 @@ INFERENCE = (A.ConcatNormalized, A.NanToZero, A.AddPos, A.PadOrResize)
 
 @jit
 def _augment(src, dst, ints, floats, flip):
-    """dst[:384] = the frame-wise augmentations of one raw row (points x, y, z), per the plan."""
-    do_flip, do_scale, do_rot, do_shift = ints[D.I_FLIP], ints[D.I_SCALE], ints[D.I_ROTATE], ints[D.I_SHIFT]
-    f, c, s = floats[D.F_FACTOR], floats[D.F_COS], floats[D.F_SIN]
-    dx, dy, dz = floats[D.F_DX], floats[D.F_DY], floats[D.F_DZ]
-    c64, s64, ms64 = np.float64(c), np.float64(s), np.float64(-s)
-    for p in range(F.N_POINTS):
-        q = flip[p] if do_flip else p
-        x, y, z = src[3 * q], src[3 * q + 1], src[3 * q + 2]
-        if do_flip:
-            x = _ONE - x
-        if do_scale:
-            x, y, z = x * f, y * f, z * f
-        if do_rot:  # fma(y, -s, x c) and fma(y, c, x s) via double, as functional.rotate_cos_sin
-            px, py, pz = x - _HALF, y - _HALF, z - _HALF
+    """dst[:384] = the frame-wise augmentations of one raw row (points x, y, z), per the plan: one
+    pass per step over the row in cache (the scale's vectorizes), as functional computes each."""
+    n = F.N_POINTS
+    if ints[D.I_FLIP]:  # 1 - x, then the L/R point swap
+        for p in range(n):
+            q = flip[p]
+            dst[3 * p], dst[3 * p + 1], dst[3 * p + 2] = _ONE - src[3 * q], src[3 * q + 1], src[3 * q + 2]
+    else:
+        for c in range(3 * n):
+            dst[c] = src[c]
+    if ints[D.I_SCALE]:
+        f = floats[D.F_FACTOR]
+        for c in range(3 * n):
+            dst[c] = dst[c] * f
+    if ints[D.I_ROTATE]:  # fma(y, -s, x c) and fma(y, c, x s) via double, as functional.rotate_cos_sin
+        c, s = floats[D.F_COS], floats[D.F_SIN]
+        c64, ms64 = np.float64(c), np.float64(-s)
+        for p in range(n):
+            px, py = dst[3 * p] - _HALF, dst[3 * p + 1] - _HALF
             py64 = np.float64(py)
-            x = np.float32(np.float64(px * c) + py64 * ms64) + _HALF
-            y = np.float32(np.float64(px * s) + py64 * c64) + _HALF
-            z = pz + _HALF
-        if do_shift:
-            x, y, z = x + dx, y + dy, z + dz
-        dst[3 * p], dst[3 * p + 1], dst[3 * p + 2] = x, y, z
+            dst[3 * p] = np.float32(np.float64(px * c) + py64 * ms64) + _HALF
+            dst[3 * p + 1] = np.float32(np.float64(px * s) + py64 * c64) + _HALF
+            dst[3 * p + 2] = (dst[3 * p + 2] - _HALF) + _HALF
+    if ints[D.I_SHIFT]:
+        dx, dy, dz = floats[D.F_DX], floats[D.F_DY], floats[D.F_DZ]
+        for p in range(n):
+            dst[3 * p], dst[3 * p + 1], dst[3 * p + 2] = dst[3 * p] + dx, dst[3 * p + 1] + dy, dst[3 * p + 2] + dz
 
 
 @jit
