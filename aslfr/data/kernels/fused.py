@@ -1,5 +1,5 @@
-"""The reference's training and inference input as two numba kernels over a batch's packed frames
-[sum(T), 384]: every step of `transforms.rows` (flip, scale, rotate, shift, sequence mask, raw +
+"""The reference's training and inference input as two numba kernels over a batch's frames (each
+record's [T, 384] read where it lies: a decoded record, or packed rows): every step of `transforms.rows` (flip, scale, rotate, shift, sequence mask, raw +
 normalized + NaN -> 0 + pos, resample, pad or resize, temporal mask) fused, each output row computed
 once and written once into a batch the caller owns (a worker's shared ring, a reused buffer).
 
