@@ -11,6 +11,7 @@ sequences to the longest of their batch more than doubles the bytes to move."""
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 from typing import Any, Callable, Sequence
 
@@ -20,6 +21,7 @@ from torch.utils.data import get_worker_info
 
 from aslfr.format.vocab import PAD
 
+BACKENDS = ("numba", "torch")
 _HEADER = 64  # bytes before a batch in a worker's segment; byte 0 is 1 until the batch is copied out
 
 
@@ -275,14 +277,29 @@ class ReferenceCollate:
     `pad_collate` gives over `ReferencePreprocess` items, bit for bit: frames, lengths (n_frames),
     mask, length (non-padding frames), phrase_, target_lengths, ...
 
+    backend: "numba" (default; or the ASLFR_BACKEND environment variable) runs the reference's
+    pipeline as one fused kernel per batch (`aslfr.data.kernels`): the same bits, without the GIL;
+    "torch" runs the torch ops (`rows`), as does "numba" for a pipeline the kernels do not cover.
+
         loader = DataLoader(aslfr.TFRecordShards(files, shuffle=True, keys=True), batch_size=32, num_workers=2,
                             collate_fn=aslfr.ReferenceCollate(means, stds, train=True), persistent_workers=True)
     """
 
-    def __init__(self, means, stds, *, train: bool = True, n_frames: int = 320, rounding: str = "tf.data"):
+    def __init__(self, means, stds, *, train: bool = True, n_frames: int = 320, rounding: str = "tf.data",
+                 backend: str | None = None):
         from aslfr.data.transforms.reference import ReferencePreprocess
 
         self.preprocess = ReferencePreprocess(means, stds, train=train, rounding=rounding, n_frames=n_frames)
+        self.backend = backend or os.environ.get("ASLFR_BACKEND") or "numba"
+        if self.backend not in BACKENDS:
+            raise ValueError(f"ReferenceCollate: backend must be one of {BACKENDS}, got {self.backend!r}")
+        self.fused = None
+        if self.backend == "numba":
+            from aslfr.data.kernels.fused import FusedInput
+
+            self.fused = FusedInput.of(self.preprocess.pipe)
+            if self.fused is not None:
+                self.fused.warm()  # compiled (or loaded from the cache) here, before DataLoader workers fork
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         from aslfr.data.transforms.counter import KeyedDraws
@@ -297,12 +314,18 @@ class ReferenceCollate:
                              "(build the reader with keys=True)")
         keys = torch.tensor([int(it["key"]) for it in items] if "key" in items[0] else [0] * len(items))
         lengths = torch.tensor([f.shape[0] for f in frames])
-        plan = pre.pipe.sample_keyed(KeyedDraws(keys), lengths, int(lengths.max()))
-        items = [{**it, "length": n} for it, n in zip(items, plan["length"])]
+        if self.fused is not None:
+            final = self.fused.lengths(keys.numpy(), lengths.numpy())
 
-        def fill(out: torch.Tensor) -> None:
-            rows = torch.cat([torch.as_tensor(f, dtype=torch.float32) for f in frames])
-            run_rows(pre.pipe, rows, Rows.packed(lengths, rows.shape[0]), plan, eager=True, out=out,
-                     own=True)  # cat made a copy
+            def fill(out: torch.Tensor) -> None:  # each record's frames read where they are
+                self.fused(frames, lengths.numpy(), keys.numpy(), out.numpy())
+        else:
+            plan = pre.pipe.sample_keyed(KeyedDraws(keys), lengths, int(lengths.max()))
+            final = plan["length"]
 
+            def fill(out: torch.Tensor) -> None:
+                rows = torch.cat([torch.as_tensor(f, dtype=torch.float32) for f in frames])
+                run_rows(pre.pipe, rows, Rows.packed(lengths, rows.shape[0]), plan, eager=True, out=out,
+                         own=True)  # cat made a copy
+        items = [{**it, "length": n} for it, n in zip(items, final)]
         return _collate(items, False, name, fill, (pre.n_frames, n_cols()))
