@@ -1,5 +1,5 @@
 """Records per second of the reading paths, for `make bench` and for sizing an input pipeline, measured
-as TensorFlow's side is (`aslfr/bench_tf.py`): 2 DataLoader workers, batches of 32, persistent
+as TensorFlow's side is (`aslfr/bench/tf_pipeline.py`): 2 DataLoader workers, batches of 32, persistent
 workers, one warm-up epoch then several timed ones; a figure counts when the training process holds
 the finished batch. Paths: the plain read (the README's first snippet), the reference's training and
 inference input (`ReferenceCollate`), the per-item transform it replaces, the batched path on the

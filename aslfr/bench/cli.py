@@ -10,7 +10,7 @@ around 160 frames, whole-hand NaN runs, all 1629 float32 columns.
      per-file time in 2 workers against the converter in one process (num_workers=0)
   d) a per-phase breakdown of one file, floor against converter, measured inside the workers
      (ASLFR_PHASES=1): seconds, page faults, context switches, bytes touched
-  e) the reading paths (aslfr.data.throughput) on the 4000 converted records: the plain read, the
+  e) the reading paths (aslfr.bench.throughput) on the 4000 converted records: the plain read, the
      reference's training and inference input, the batched path, DataLoader knobs; with
      --tf-python (`make bench-tf`) TensorFlow's own pipeline on the same records and cores beside
      them; on a GPU, the batched augmentations and the whole loop
@@ -199,18 +199,18 @@ def readers(a: argparse.Namespace) -> None:
 def reading_rows(a: argparse.Namespace, records: Path) -> list[tuple[str, str]]:
     import torch
 
-    from aslfr.data.throughput import reader_rows
+    from aslfr.bench.throughput import reader_rows
 
     tf = None
     if a.tf_python:
-        from aslfr.data.tf_baseline import run_tf_baseline
+        from aslfr.bench.tf_baseline import run_tf_baseline
 
         print("TensorFlow's pipeline on the same records ...", flush=True)
         tf = run_tf_baseline(a.tf_python, a.ref_src, records, epochs=a.epochs)
     device = "cuda" if torch.cuda.is_available() else None
     rows = reader_rows(records, a.epochs, tf, device, a.gpu_only)
     if device is not None:
-        from aslfr.data.throughput import step_times, synthetic_batch
+        from aslfr.bench.throughput import step_times, synthetic_batch
         from aslfr.data.transforms.reference import ReferencePreprocess
         from aslfr.format.stats import load_stats
 
@@ -400,11 +400,11 @@ def read_rates(local: Path, url: str, options: dict, cache: Path, epochs: int) -
 
     from aslfr.data.collate import pack_collate
     from aslfr.data.datasets import TFRecordShards
-    from aslfr.data.throughput import epoch_rates
+    from aslfr.bench.throughput import epoch_rates
 
     shutil.rmtree(cache, ignore_errors=True)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as aslfr.data.throughput.paths
+    torch.set_num_threads(1)  # as aslfr.bench.throughput.paths
     try:
         return {where: epoch_rates(TFRecordShards(src, shuffle=True, seed=0, **kw), epochs, collate_fn=pack_collate)
                 for where, src, kw in (("local disk", local, {}), ("s3://", url, {"storage_options": options}),
@@ -415,7 +415,7 @@ def read_rates(local: Path, url: str, options: dict, cache: Path, epochs: int) -
 
 def bucket_table(data: Path, size: tuple[int, int, int], records: Path, convert_s: dict[str, list[float]],
                  rates: dict[str, list[float]], epochs: int) -> list[tuple[str, str]]:
-    from aslfr.data.throughput import summary
+    from aslfr.bench.throughput import summary
     from aslfr.format.manifest import load_manifest
 
     largest_parquet = max(p.stat().st_size for p in (data / "train_landmarks").glob("*.parquet"))

@@ -1,5 +1,5 @@
 """The TensorFlow baseline of `make bench`: the reference's own tf.data pipeline on the same records,
-run by aslfr/bench_tf.py in a separate interpreter (a throwaway venv with tensorflow-cpu), so that
+run by aslfr/bench/tf_pipeline.py in a separate interpreter (a throwaway venv with tensorflow-cpu), so that
 TensorFlow never becomes a dependency of aslfr. The child inherits this process's CPU affinity:
 it runs on the same cores as the torch side."""
 
@@ -13,7 +13,7 @@ from typing import Iterable
 
 from aslfr.errors import InputError
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench_tf.py"
+SCRIPT = Path(__file__).resolve().with_name("tf_pipeline.py")
 PATHS = ("training", "inference", "read")
 
 

@@ -1,4 +1,4 @@
-"""The TensorFlow baseline of `make bench`, without TensorFlow: bench_tf.py (run by path, as from the
+"""The TensorFlow baseline of `make bench`, without TensorFlow: tf_pipeline.py (run by path, as from the
 throwaway venv) and run_tf_baseline fail with one clear line naming the interpreter, the reference
 folder, the argument or the file, and the script imports neither aslfr nor torch."""
 
@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from aslfr.data.tf_baseline import SCRIPT, run_tf_baseline
+from aslfr.bench.tf_baseline import SCRIPT, run_tf_baseline
 from aslfr.errors import InputError
 from aslfr.format.stats import encode_stats
 from conftest import ROOT
@@ -36,7 +36,7 @@ def setup(tmp_path):
     return ref, recs
 
 
-def bench_tf(*args):
+def tf_pipeline(*args):
     """The script run by path with this (TensorFlow-less) interpreter, from the repository root."""
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
@@ -44,11 +44,11 @@ def bench_tf(*args):
 
 def test_without_tensorflow_one_line_says_make_bench_tf(setup):
     ref, recs = setup
-    done = bench_tf("--records", recs / "0.1.tfrec", "--ref-src", ref)
+    done = tf_pipeline("--records", recs / "0.1.tfrec", "--ref-src", ref)
     assert done.returncode == 1 and done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("bench_tf: error: TensorFlow is not installed in ") and "make bench-tf" in lines[0]
+    assert lines[0].startswith("tf_pipeline: error: TensorFlow is not installed in ") and "make bench-tf" in lines[0]
 
 
 @pytest.mark.parametrize("args, says", [
@@ -63,19 +63,19 @@ def test_without_tensorflow_one_line_says_make_bench_tf(setup):
 def test_argument_errors_are_one_line(setup, args, says):
     ref, recs = setup
     fill = dict(ref=ref, recs=recs)
-    done = bench_tf(*[a.format(**fill) for a in args])
+    done = tf_pipeline(*[a.format(**fill) for a in args])
     assert done.returncode in (1, 2) and done.stdout == ""
     assert done.stderr.splitlines() == [done.stderr.strip()], done.stderr
-    assert done.stderr.startswith("bench_tf: error: ") and says.format(**fill) in done.stderr
+    assert done.stderr.startswith("tf_pipeline: error: ") and says.format(**fill) in done.stderr
 
 
 def test_bad_statistics_name_the_file(setup):
     ref, recs = setup
     stds = recs / "stds.npy"
     np.save(stds, np.r_[np.zeros(1, np.float32), np.full(383, 0.1, np.float32)])  # a std of 0
-    done = bench_tf("--records", recs / "0.1.tfrec", "--ref-src", ref)
+    done = tf_pipeline("--records", recs / "0.1.tfrec", "--ref-src", ref)
     assert done.returncode == 1
-    assert done.stderr.strip() == f"bench_tf: error: {stds}: not 384 finite values > 0"
+    assert done.stderr.strip() == f"tf_pipeline: error: {stds}: not 384 finite values > 0"
 
 
 def test_script_imports_neither_aslfr_nor_torch(setup):
@@ -115,5 +115,5 @@ def test_run_tf_baseline_reports_the_scripts_error(setup):
     with pytest.raises(InputError) as e:
         run_tf_baseline(sys.executable, ref, [recs / "0.1.tfrec"], epochs=1, paths=["read"])
     msg = str(e.value)
-    assert msg.startswith(f"bench_tf.py with {sys.executable} failed (exit 1): bench_tf: error: TensorFlow is not installed")
+    assert msg.startswith(f"tf_pipeline.py with {sys.executable} failed (exit 1): tf_pipeline: error: TensorFlow is not installed")
     assert "\n" not in msg

@@ -3,7 +3,7 @@
 Run by path with a throwaway venv's python (`make bench-tf` builds it); TensorFlow is never a dependency
 of aslfr, so this file imports neither aslfr nor torch:
 
-    .venv-tf/bin/python aslfr/bench_tf.py --records DIR --ref-src REPO/projects/kaggle/aslfr/src/tf
+    .venv-tf/bin/python aslfr/bench/tf_pipeline.py --records DIR --ref-src REPO/projects/kaggle/aslfr/src/tf
 
 It runs the reference repo's unmodified `src/tf/augment.py` + `src/tf/preprocess.py` with the stand-ins of
 tests/golden/train_pipeline/make_golden.py (the final config's flags), parsing as the reference's
@@ -33,8 +33,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-PROG = "bench_tf"
-GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden" / "train_pipeline" / "make_golden.py"
+PROG = "tf_pipeline"
+GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "golden" / "train_pipeline" / "make_golden.py"
 PATHS = ("training", "inference", "read")
 THREADS, BATCH, N_FRAMES, N_COLS = 2, 32, 320, 384
 
