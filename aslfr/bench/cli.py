@@ -199,14 +199,14 @@ def readers(a: argparse.Namespace) -> None:
 def reading_rows(a: argparse.Namespace, records: Path) -> list[tuple[str, str]]:
     import torch
 
-    from aslfr.bench.throughput import reader_rows
+    from aslfr.bench.throughput import WORKERS, reader_rows
 
     tf = None
     if a.tf_python:
         from aslfr.bench.tf_baseline import run_tf_baseline
 
         print("TensorFlow's pipeline on the same records ...", flush=True)
-        tf = run_tf_baseline(a.tf_python, a.ref_src, records, epochs=a.epochs)
+        tf = run_tf_baseline(a.tf_python, a.ref_src, records, epochs=a.epochs, threads=WORKERS)
     device = "cuda" if torch.cuda.is_available() else None
     rows = reader_rows(records, a.epochs, tf, device, a.gpu_only)
     if device is not None:

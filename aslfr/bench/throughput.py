@@ -140,7 +140,8 @@ def reader_rows(records, epochs: int = 5, tf: dict[str, Any] | None = None, devi
     theirs = (tf or {}).get("paths", {})
     rows = []
     if theirs:
-        rows.append((f"records per epoch, epochs timed, TensorFlow {tf.get('tensorflow', '?')}",
+        rows.append((f"records per epoch, epochs timed, TensorFlow {tf.get('tensorflow', '?')} as the reference sets "
+                     f"it up ({tf.get('threads', '?')} threads: parallel reads, deterministic=False, prefetch)",
                      f"{tf.get('records', '?')}, {epochs}"))
     for label, rates in ours.items():
         value = summary(rates)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -54,6 +55,7 @@ def test_without_tensorflow_one_line_says_make_bench_tf(setup):
 @pytest.mark.parametrize("args, says", [
     ([], "the following arguments are required: --records, --ref-src"),
     (["--records", "{recs}/0.1.tfrec", "--ref-src", "{ref}", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["--records", "{recs}/0.1.tfrec", "--ref-src", "{ref}", "--threads", "0"], "--threads must be >= 1, got 0"),
     (["--records", "{recs}/0.1.tfrec", "--ref-src", "{ref}", "--paths", "train"], "argument --paths: invalid choice: 'train'"),
     (["--records", "{recs}/none.tfrec", "--ref-src", "{ref}"], "{recs}/none.tfrec: no such records folder or shard file"),
     (["--records", "{recs}", "--ref-src", "{ref}"], "{recs}: no manifest.json (not a records folder)"),
@@ -93,6 +95,33 @@ def test_script_imports_neither_aslfr_nor_torch(setup):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/", timeout=120)
     assert "TensorFlow is not installed" in done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_pipeline_is_set_up_as_the_reference_sets_it_up(tmp_path):
+    """The files interleaved one record at a time over `threads` parallel readers, maps with
+    num_parallel_calls=AUTOTUNE, deterministic=False, a private pool of `threads` threads, batch then
+    prefetch: the calls the script makes on TensorFlow's module, recorded by a stand-in for it."""
+    spec = importlib.util.spec_from_file_location("tf_pipeline", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    files, element = [tmp_path / "0.1.tfrec", tmp_path / "1.1.tfrec"], object()
+    for padded, batch in ((False, "batch"), (True, "padded_batch")):
+        tf = mock.MagicMock()
+        script.pipeline(tf, files, element, threads=3, padded=padded)
+        calls = [(name.rsplit(".", 1)[-1], args, kwargs) for name, args, kwargs in tf.mock_calls
+                 if name.startswith("data.Dataset.")]
+        auto = tf.data.AUTOTUNE
+        options = tf.data.Options.return_value
+        assert calls == [
+            ("from_tensor_slices", ([str(f) for f in files],), {}),
+            ("interleave", (tf.data.TFRecordDataset,), dict(cycle_length=3, block_length=1, num_parallel_calls=auto)),
+            ("map", (element,), dict(num_parallel_calls=auto)),
+            (batch, (32,), {}),
+            ("prefetch", (auto,), {}),
+            ("with_options", (options,), {}),
+        ]
+        assert options.deterministic is False
+        assert options.threading.private_threadpool_size == 3 and options.threading.max_intra_op_parallelism == 1
 
 
 def test_run_tf_baseline_names_the_missing_interpreter(setup, tmp_path):
