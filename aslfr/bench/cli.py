@@ -8,8 +8,9 @@ around 160 frames, whole-hand NaN runs, all 1629 float32 columns.
   b) the converter (python -m aslfr.convert, 2 workers) on the same 2 and 4 files
   c) marginal ratio = (convert4 - convert2) / (floor4 - floor2); start-up = 2*convert2 - convert4;
      per-file time in 2 workers against the converter in one process (num_workers=0)
-  d) a per-phase breakdown of one file, floor against converter, measured inside the workers
-     (ASLFR_PHASES=1): seconds, page faults, context switches, bytes touched
+  d) a per-phase breakdown of one file, floor against converter, measured inside the workers (the
+     converter's in a run of its own, traced from outside: aslfr.bench.traced_convert): seconds, page
+     faults, context switches, bytes touched
   e) the reading paths (aslfr.bench.throughput) on the 4000 converted records: the plain read, the
      reference's training and inference input, the batched path, DataLoader knobs; with
      --tf-python (`make bench-tf`) TensorFlow's own pipeline on the same records and cores beside
@@ -76,7 +77,7 @@ def _floor_one(args: tuple[str, str]) -> tuple[float, dict]:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from aslfr.convert.phases import PhaseTimer
+    from aslfr.bench.phases import PhaseTimer
     from aslfr.format.vocab import SELECTED_COLUMNS
 
     src, dst = args
@@ -121,9 +122,10 @@ def floor(files: list[Path], out: Path) -> tuple[float, list[float]]:
         return time.perf_counter() - t, per_file
 
 
-def convert(data: Path | str, out: Path | str, workers: int = 2, report: Path | None = None) -> tuple[float, dict]:
-    """(wall time, report) of the converter in a subprocess; a local `out` is removed first (a URL
-    `out` must be empty, and `report` a local file)."""
+def convert(data: Path | str, out: Path | str, workers: int = 2, report: Path | None = None,
+            module: tuple[str, ...] = ("aslfr.convert",)) -> tuple[float, dict]:
+    """(wall time, report) of the converter (`python -m module...`) in a subprocess; a local `out` is
+    removed first (a URL `out` must be empty, and `report` a local file)."""
     import shutil
 
     if not storage.is_url(out):
@@ -131,13 +133,23 @@ def convert(data: Path | str, out: Path | str, workers: int = 2, report: Path | 
     report = report or Path(out) / "report.json"
     os.sync()
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={data}", f"out_dir={out}", f"num_workers={workers}",
-                          "progress=false", f"report={report}"], capture_output=True, text=True,
-                         env=dict(os.environ, ASLFR_PHASES="1"))
+    res = subprocess.run([sys.executable, "-m", *module, f"data_dir={data}", f"out_dir={out}", f"num_workers={workers}",
+                          "progress=false", f"report={report}"], capture_output=True, text=True)
     wall = time.perf_counter() - t
     if res.returncode:
         sys.exit(res.stderr)
     return wall, json.loads(report.read_text())
+
+
+def converter_phases(data: Path, out: Path, folder: Path) -> list[dict]:
+    """Each file's phases in the converter's workers (2), from a run traced by `traced_convert`."""
+    import shutil
+
+    from aslfr.bench.traced_convert import read_phases
+
+    shutil.rmtree(folder, ignore_errors=True)
+    convert(data, out, module=("aslfr.bench.traced_convert", str(folder)))
+    return read_phases(folder)
 
 
 def selected_bytes(files: list[Path]) -> int:
@@ -259,8 +271,9 @@ def run(a: argparse.Namespace) -> None:
             else:
                 runs["convert_file"] += detail["file_seconds"]
                 if key == "c4":
-                    runs["convert_phases"] += detail["file_phases"]
                     rep = detail
+        os.sync()
+        runs["convert_phases"] += converter_phases(full, root / "out4", root / "phases")
     f2, f4, c2, c4 = (statistics.median(runs[k]) for k in ("f2", "f4", "c2", "c4"))
     per_file_floor, per_file_convert = statistics.median(runs["floor_file"]), statistics.median(runs["convert_file"])
     per_file_inproc = statistics.median(runs["inproc_file"])
