@@ -21,7 +21,10 @@ around 160 frames, whole-hand NaN runs, all 1629 float32 columns.
      whole object per GET, so objects stay under ~16 MB): the plain read (pack_collate, 2 workers)
      from s3:// with and without cache_dir against the same records on disk, and the converter
      s3:// -> s3:// against local -> local; skipped, with the reason, without moto or s3fs
---readers-only skips a)-d), f) and g) (the records are converted once, untimed); --bucket-only runs g).
+  h) start-up (aslfr.bench.startup): the converter with nothing to do (every shard resumed), `aslfr
+     convert --help` and `aslfr verify`, on a small dataset of its own, against `python -c "import torch"`
+--readers-only skips a)-d), f), g) and h) (the records are converted once, untimed); --bucket-only runs
+g); --startup-only runs h).
 """
 
 from __future__ import annotations
@@ -169,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ref-src", help="the reference repo's src/tf folder (augment.py, preprocess.py), for --tf-python")
     p.add_argument("--readers-only", action="store_true", help="only the reading paths (e); records converted once")
     p.add_argument("--bucket-only", action="store_true", help="only the object-storage rows (g)")
+    p.add_argument("--startup-only", action="store_true", help="only the start-up rows (h)")
     p.add_argument("--gpu-only", action="store_true", help="with --readers-only: only the GPU figures")
     p.add_argument("--files", type=int, default=FILES, help="parquet files to generate (4)")
     p.add_argument("--sequences", type=int, default=SEQUENCES, help="sequences per generated file (1000)")
@@ -182,10 +186,16 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError("--gpu-only goes with --readers-only, on a machine with a CUDA device")
         if bool(a.tf_python) != bool(a.ref_src):
             raise InputError("--tf-python and --ref-src go together (`make bench-tf` gives both)")
-        if a.bucket_only and (a.readers_only or a.tf_python):
-            raise InputError("--bucket-only runs alone: without --readers-only and --tf-python")
+        for only in ("bucket_only", "startup_only"):
+            if getattr(a, only) and (a.readers_only or a.tf_python or a.bucket_only + a.startup_only > 1):
+                raise InputError(f"--{only.replace('_', '-')} runs alone: without --readers-only, --tf-python "
+                                 "and the other --...-only")
         if a.bucket_only:
             print_rows(bucket_rows(Path(a.data).absolute(), a.epochs, a.repeat))
+        elif a.startup_only:
+            from aslfr.bench.startup import startup_rows
+
+            print_rows(startup_rows(Path(a.data).absolute(), a.repeat))
         elif a.readers_only:
             readers(a)
         else:
@@ -299,6 +309,9 @@ def run(a: argparse.Namespace) -> None:
     ]
     for key in ("f2", "f4", "c2", "c4", "c4_inproc"):
         rows.append((f"  raw {key} (s)", " ".join(f"{x:.2f}" for x in runs[key])))
+    from aslfr.bench.startup import startup_rows
+
+    rows += startup_rows(root, a.repeat)
     rows += reading_rows(a, root / "out4" / "tfrecords" / "train")
     print_rows(rows)
     print()
