@@ -315,7 +315,7 @@ def run(a: argparse.Namespace) -> None:
     rows += reading_rows(a, root / "out4" / "tfrecords" / "train")
     print_rows(rows)
     print()
-    print(phase_table(runs["floor_phases"], runs["convert_phases"]))
+    print(phase_table(runs["floor_phases"], runs["convert_phases"], per_file_convert))
     print()
     print_rows(bucket_rows(root, a.epochs, a.repeat))
 
@@ -330,8 +330,10 @@ BYTES_TOUCHED = {
 }
 
 
-def phase_table(floor_phases: list[dict], convert_phases: list[dict]) -> str:
-    """Median per file and phase, for the floor's and the converter's workers (4-file runs)."""
+def phase_table(floor_phases: list[dict], convert_phases: list[dict], untraced: float) -> str:
+    """Median per file and phase, for the floor's and the converter's workers (4-file runs). The
+    converter's phases come from traced runs, which slow Python-heavy phases (encode most): `untraced`,
+    the timed runs' median per file, shows by how much in all."""
     def med(items, phase, key):
         return statistics.median(p.get(phase, {}).get(key, 0.0) for p in items) if items else 0.0
 
@@ -348,6 +350,7 @@ def phase_table(floor_phases: list[dict], convert_phases: list[dict]) -> str:
     tf = sum(med(floor_phases, ph, "seconds") for ph in order)
     tc = sum(med(convert_phases, ph, "seconds") for ph in order)
     lines.append(f"{'total':<36}{tf:>9.3f}{tc:>9.3f}")
+    lines.append(f"{'total, untraced (the timed runs)':<36}{tf:>9.3f}{untraced:>9.3f}")
     return "\n".join(lines)
 
 
