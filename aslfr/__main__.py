@@ -15,7 +15,7 @@ COMMANDS = {
     "stats": ("aslfr.stats", "recompute means.npy / stds.npy from the records"),
     "synthetic": ("aslfr.synthetic", "synthetic data in the competition layout"),
     "train-demo": ("aslfr.train_demo", "a tiny CTC model trained for a few steps on the records, as the reference"),
-    "bench": ("aslfr.bench", "speed and memory of the converter and the reader against the I/O floor"),
+    "bench": ("aslfr.bench.cli", "speed and memory of the converter and the reader against the I/O floor"),
 }
 ALIASES = {"train_demo": "train-demo"}
 

@@ -4,7 +4,6 @@ the number of workers; the main process only collects receipts, shows progress a
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -18,11 +17,11 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from aslfr.convert import phases, receipts, shards
+from aslfr.convert import receipts, shards
 from aslfr.convert.locks import claimed, locked, locked_all
 from aslfr.convert.procinfo import peak_rss_mb, process_age, rss_mb
 from aslfr.convert.settings import Settings
-from aslfr.convert.shards import RecordWriter, ShardWriter, reference_order
+from aslfr.convert.shards import ShardWriter, reference_order
 from aslfr.convert.stats import ColumnStats
 from aslfr.errors import InputError
 from aslfr.format import layout, storage, vocab
@@ -147,15 +146,9 @@ class RecordBuffers:
 
     def record(self, lm, k: int, meta: dict[str, Any], s: Settings, stats: ColumnStats) -> memoryview:
         """Sequence k of `lm` as encoded Example bytes (a view of the reused buffer), its frames
-        added to `stats`. The steps are the bench's phases (`account_phases`)."""
-        frames = self.transpose(lm, k)
-        return self.encode(self.nan_stats(frames, meta, s, stats))
-
-    def transpose(self, lm, k: int) -> np.ndarray:
+        added to `stats`."""
         self._grow(lm.n_rows(k))
-        return lm.frames(k, out=self.frames)
-
-    def nan_stats(self, frames: np.ndarray, meta: dict[str, Any], s: Settings, stats: ColumnStats) -> dict[str, Any]:
+        frames = lm.frames(k, out=self.frames)
         n = frames.shape[0]
         nan = np.isnan(frames, out=self.nan[:n])
         zeroed = self.zeroed[:n]
@@ -163,9 +156,6 @@ class RecordBuffers:
         np.copyto(zeroed, 0, where=nan)  # shared by frame_mean and the statistics
         rec = make_record(meta, frames, s.weight, s.eos_always, zeroed)
         stats.add_zeroed(zeroed, nan, self.f64)
-        return rec
-
-    def encode(self, rec: dict[str, Any]) -> memoryview:
         return encode_record_into(rec, self.encoded)
 
 
@@ -243,32 +233,6 @@ def _relative(path: str, data_dir: str) -> str:
     return str(Path(path).relative_to(data_dir)) if Path(path).is_relative_to(data_dir) else path
 
 
-def account_phases(timer: phases.PhaseTimer) -> None:
-    """For `make bench`: wrap the conversion's phase functions in `timer`, in this process and so in
-    the workers it forks (spawned workers import this module, which does it again), and give each
-    written file's summary its phase totals; the file's remaining time is "other"."""
-    this = sys.modules[__name__]
-    timer.instrument({
-        "read": [(this, "read_landmarks")],
-        "transpose": [(RecordBuffers, "transpose")],
-        "nan_stats": [(RecordBuffers, "nan_stats")],
-        "encode": [(RecordBuffers, "encode")],
-        "crc": [(RecordWriter, "frame")],
-        "write": [(shards, "_write_all")],
-        "fsync": [(storage, "durable")],
-    })
-    write_file = _write_file
-
-    @functools.wraps(write_file)
-    def timed(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> None:
-        timer.take()  # drop what was timed outside a file (the parent's fsync of inference_args.json, before the fork)
-        with timer.phase("file"):
-            write_file(p, i, todo, summary)
-        summary["phases"] = timer.take(whole="file")
-
-    this._write_file = timed
-
-
 def _start_method(s: Settings) -> str | None:
     """The configured start method; on Linux default to fork, which also works inside the joblib
     launcher's loky workers (where torch's default fails) and keeps worker start-up cheap."""
@@ -343,7 +307,6 @@ def _convert(p: Plan, t0: float) -> dict[str, Any]:
     shards, resumed, files_resumed, missing = [], 0, 0, 0
     workers: dict[int, tuple[float, float]] = {}  # pid -> (rss at start, peak rss)
     file_seconds: list[float] = []
-    file_phases: list[dict] = []  # with ASLFR_PHASES=1 (make bench)
     startup = process_age()
     disable = None if s.progress else True  # None: tqdm shows bars on a terminal only, never in logs
     with tqdm(total=len(p.file_numbers), desc=f"{s.split} files", unit="file", disable=disable) as files_bar, \
@@ -360,7 +323,6 @@ def _convert(p: Plan, t0: float) -> dict[str, Any]:
                 if "peak_rss" in summary:
                     workers[summary["pid"]] = (summary["rss_start"], summary["peak_rss"])
                     file_seconds.append(round(summary["seconds"], 3))
-                    file_phases.extend([summary["phases"]] if "phases" in summary else [])
                 resumed += summary["resumed"]
                 files_resumed += summary["resumed"] == len(s.selected_folds)
                 missing += summary["missing"]
@@ -380,7 +342,6 @@ def _convert(p: Plan, t0: float) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - t0, 2),
         "startup_seconds": round(startup, 2),
         "file_seconds": file_seconds,
-        **({"file_phases": file_phases} if file_phases else {}),
         "peak_rss_mb": {"main": round(peak_rss_mb(), 1),
                         "worker": round(max((w[1] for w in workers.values()), default=0.0), 1),
                         "worker_growth": round(max((w[1] - w[0] for w in workers.values()), default=0.0), 1)},
@@ -420,7 +381,3 @@ def format_summary(r: dict[str, Any], in_sweep: bool = False) -> str:
     elif not in_sweep:
         lines.append("  other folds/parts pending: run `python -m aslfr.merge out_dir=...` when all jobs are done")
     return "\n".join(lines)
-
-
-if phases.requested():  # ASLFR_PHASES=1, set by `make bench`
-    account_phases(phases.PhaseTimer())

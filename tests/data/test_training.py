@@ -141,7 +141,7 @@ def test_throughput_rows(converted, monkeypatch):
     from types import SimpleNamespace
 
     from compare import records
-    from aslfr.data import throughput
+    from aslfr.bench import throughput
 
     d = converted / "tfrecords/train"
     ids = sorted(r["sequence_id"][1][0] for p in sorted(d.glob("*.tfrec")) for r in records(p))

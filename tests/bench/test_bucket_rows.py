@@ -12,7 +12,7 @@ import pytest
 
 from conftest import needs
 
-from aslfr import bench
+from aslfr.bench import cli as bench
 
 NUMBER = r"[\d,]+(?:\.\d+)?"
 

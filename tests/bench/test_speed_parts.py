@@ -1,10 +1,9 @@
-"""What `make bench` relies on: the per-phase accounting inside workers (and that it changes no byte),
-and the reused per-process record buffers giving the same bytes as fresh encoding."""
+"""What `make bench` relies on: the per-phase accounting inside workers, traced from outside (and that
+it changes no byte), and the reused per-process record buffers giving the same bytes as fresh encoding."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -14,23 +13,30 @@ from conftest import tree_bytes
 
 
 def test_phase_accounting_in_workers(small_data, converted, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={small_data}", f"out_dir={tmp_path}",
-                          "progress=false", f"report={tmp_path}/report.json"], capture_output=True, text=True,
-                         env=dict(os.environ, ASLFR_PHASES="1"))
+    """A run traced by `aslfr.bench.traced_convert` (2 workers): each file's phases, which partition
+    its time, and the bytes of a plain run."""
+    from aslfr.bench.traced_convert import read_phases
+
+    out, phases = tmp_path / "out", tmp_path / "phases"
+    res = subprocess.run([sys.executable, "-m", "aslfr.bench.traced_convert", str(phases), f"data_dir={small_data}",
+                          f"out_dir={out}", "num_workers=2", "progress=false", f"report={tmp_path}/report.json"],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "report.json").read_text())
-    assert len(report["file_phases"]) == len(report["file_seconds"]) == 3
-    for ph, file_seconds in zip(report["file_phases"], report["file_seconds"]):
+    files = read_phases(phases)
+    assert len(files) == len(report["file_seconds"]) == 3
+    assert len(list(phases.glob("*.jsonl"))) <= 2  # one file of lines per worker
+    for ph in files:
         assert set(ph) == {"read", "transpose", "nan_stats", "encode", "crc", "write", "fsync", "other"}
         assert all(set(v) == {"seconds", "faults", "voluntary_cs", "involuntary_cs"} for v in ph.values())
         # every phase ran in every file; counters only grow
         assert all(v["seconds"] > 0 and min(v["faults"], v["voluntary_cs"], v["involuntary_cs"]) >= 0
                    for v in ph.values())
-        # the phases partition the file's time: it encloses the time the file measures itself (rounded
-        # to ms) and lies inside the run's
-        total = sum(v["seconds"] for v in ph.values())
-        assert file_seconds - 0.001 <= total <= report["seconds"]
-    assert tree_bytes(tmp_path / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")
+    # the phases partition each file's time: they add up to at least the time the file measures itself
+    # (rounded to ms; both sorted, as neither names its file) and at most the run's
+    totals = sorted(sum(v["seconds"] for v in ph.values()) for ph in files)
+    assert all(s - 0.001 <= t <= report["seconds"] for s, t in zip(sorted(report["file_seconds"]), totals))
+    assert tree_bytes(out / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")
 
 
 def test_reused_buffers_encode_like_fresh_records(small_data):

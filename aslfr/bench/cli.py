@@ -8,9 +8,10 @@ around 160 frames, whole-hand NaN runs, all 1629 float32 columns.
   b) the converter (python -m aslfr.convert, 2 workers) on the same 2 and 4 files
   c) marginal ratio = (convert4 - convert2) / (floor4 - floor2); start-up = 2*convert2 - convert4;
      per-file time in 2 workers against the converter in one process (num_workers=0)
-  d) a per-phase breakdown of one file, floor against converter, measured inside the workers
-     (ASLFR_PHASES=1): seconds, page faults, context switches, bytes touched
-  e) the reading paths (aslfr.data.throughput) on the 4000 converted records: the plain read, the
+  d) a per-phase breakdown of one file, floor against converter, measured inside the workers (the
+     converter's in a run of its own, traced from outside: aslfr.bench.traced_convert): seconds, page
+     faults, context switches, bytes touched
+  e) the reading paths (aslfr.bench.throughput) on the 4000 converted records: the plain read, the
      reference's training and inference input, the batched path, DataLoader knobs; with
      --tf-python (`make bench-tf`) TensorFlow's own pipeline on the same records and cores beside
      them; on a GPU, the batched augmentations and the whole loop
@@ -20,7 +21,10 @@ around 160 frames, whole-hand NaN runs, all 1629 float32 columns.
      whole object per GET, so objects stay under ~16 MB): the plain read (pack_collate, 2 workers)
      from s3:// with and without cache_dir against the same records on disk, and the converter
      s3:// -> s3:// against local -> local; skipped, with the reason, without moto or s3fs
---readers-only skips a)-d), f) and g) (the records are converted once, untimed); --bucket-only runs g).
+  h) start-up (aslfr.bench.startup): the converter with nothing to do (every shard resumed), `aslfr
+     convert --help` and `aslfr verify`, on a small dataset of its own, against `python -c "import torch"`
+--readers-only skips a)-d), f), g) and h) (the records are converted once, untimed); --bucket-only runs
+g); --startup-only runs h).
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def _floor_one(args: tuple[str, str]) -> tuple[float, dict]:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from aslfr.convert.phases import PhaseTimer
+    from aslfr.bench.phases import PhaseTimer
     from aslfr.format.vocab import SELECTED_COLUMNS
 
     src, dst = args
@@ -121,9 +125,10 @@ def floor(files: list[Path], out: Path) -> tuple[float, list[float]]:
         return time.perf_counter() - t, per_file
 
 
-def convert(data: Path | str, out: Path | str, workers: int = 2, report: Path | None = None) -> tuple[float, dict]:
-    """(wall time, report) of the converter in a subprocess; a local `out` is removed first (a URL
-    `out` must be empty, and `report` a local file)."""
+def convert(data: Path | str, out: Path | str, workers: int = 2, report: Path | None = None,
+            module: tuple[str, ...] = ("aslfr.convert",)) -> tuple[float, dict]:
+    """(wall time, report) of the converter (`python -m module...`) in a subprocess; a local `out` is
+    removed first (a URL `out` must be empty, and `report` a local file)."""
     import shutil
 
     if not storage.is_url(out):
@@ -131,13 +136,23 @@ def convert(data: Path | str, out: Path | str, workers: int = 2, report: Path | 
     report = report or Path(out) / "report.json"
     os.sync()
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "aslfr.convert", f"data_dir={data}", f"out_dir={out}", f"num_workers={workers}",
-                          "progress=false", f"report={report}"], capture_output=True, text=True,
-                         env=dict(os.environ, ASLFR_PHASES="1"))
+    res = subprocess.run([sys.executable, "-m", *module, f"data_dir={data}", f"out_dir={out}", f"num_workers={workers}",
+                          "progress=false", f"report={report}"], capture_output=True, text=True)
     wall = time.perf_counter() - t
     if res.returncode:
         sys.exit(res.stderr)
     return wall, json.loads(report.read_text())
+
+
+def converter_phases(data: Path, out: Path, folder: Path) -> list[dict]:
+    """Each file's phases in the converter's workers (2), from a run traced by `traced_convert`."""
+    import shutil
+
+    from aslfr.bench.traced_convert import read_phases
+
+    shutil.rmtree(folder, ignore_errors=True)
+    convert(data, out, module=("aslfr.bench.traced_convert", str(folder)))
+    return read_phases(folder)
 
 
 def selected_bytes(files: list[Path]) -> int:
@@ -157,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ref-src", help="the reference repo's src/tf folder (augment.py, preprocess.py), for --tf-python")
     p.add_argument("--readers-only", action="store_true", help="only the reading paths (e); records converted once")
     p.add_argument("--bucket-only", action="store_true", help="only the object-storage rows (g)")
+    p.add_argument("--startup-only", action="store_true", help="only the start-up rows (h)")
     p.add_argument("--gpu-only", action="store_true", help="with --readers-only: only the GPU figures")
     p.add_argument("--files", type=int, default=FILES, help="parquet files to generate (4)")
     p.add_argument("--sequences", type=int, default=SEQUENCES, help="sequences per generated file (1000)")
@@ -170,10 +186,16 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError("--gpu-only goes with --readers-only, on a machine with a CUDA device")
         if bool(a.tf_python) != bool(a.ref_src):
             raise InputError("--tf-python and --ref-src go together (`make bench-tf` gives both)")
-        if a.bucket_only and (a.readers_only or a.tf_python):
-            raise InputError("--bucket-only runs alone: without --readers-only and --tf-python")
+        for only in ("bucket_only", "startup_only"):
+            if getattr(a, only) and (a.readers_only or a.tf_python or a.bucket_only + a.startup_only > 1):
+                raise InputError(f"--{only.replace('_', '-')} runs alone: without --readers-only, --tf-python "
+                                 "and the other --...-only")
         if a.bucket_only:
             print_rows(bucket_rows(Path(a.data).absolute(), a.epochs, a.repeat))
+        elif a.startup_only:
+            from aslfr.bench.startup import startup_rows
+
+            print_rows(startup_rows(Path(a.data).absolute(), a.repeat))
         elif a.readers_only:
             readers(a)
         else:
@@ -199,18 +221,18 @@ def readers(a: argparse.Namespace) -> None:
 def reading_rows(a: argparse.Namespace, records: Path) -> list[tuple[str, str]]:
     import torch
 
-    from aslfr.data.throughput import reader_rows
+    from aslfr.bench.throughput import WORKERS, reader_rows
 
     tf = None
     if a.tf_python:
-        from aslfr.data.tf_baseline import run_tf_baseline
+        from aslfr.bench.tf_baseline import run_tf_baseline
 
         print("TensorFlow's pipeline on the same records ...", flush=True)
-        tf = run_tf_baseline(a.tf_python, a.ref_src, records, epochs=a.epochs)
+        tf = run_tf_baseline(a.tf_python, a.ref_src, records, epochs=a.epochs, threads=WORKERS)
     device = "cuda" if torch.cuda.is_available() else None
     rows = reader_rows(records, a.epochs, tf, device, a.gpu_only)
     if device is not None:
-        from aslfr.data.throughput import step_times, synthetic_batch
+        from aslfr.bench.throughput import step_times, synthetic_batch
         from aslfr.data.transforms.reference import ReferencePreprocess
         from aslfr.format.stats import load_stats
 
@@ -259,8 +281,9 @@ def run(a: argparse.Namespace) -> None:
             else:
                 runs["convert_file"] += detail["file_seconds"]
                 if key == "c4":
-                    runs["convert_phases"] += detail["file_phases"]
                     rep = detail
+        os.sync()
+        runs["convert_phases"] += converter_phases(full, root / "out4", root / "phases")
     f2, f4, c2, c4 = (statistics.median(runs[k]) for k in ("f2", "f4", "c2", "c4"))
     per_file_floor, per_file_convert = statistics.median(runs["floor_file"]), statistics.median(runs["convert_file"])
     per_file_inproc = statistics.median(runs["inproc_file"])
@@ -286,10 +309,13 @@ def run(a: argparse.Namespace) -> None:
     ]
     for key in ("f2", "f4", "c2", "c4", "c4_inproc"):
         rows.append((f"  raw {key} (s)", " ".join(f"{x:.2f}" for x in runs[key])))
+    from aslfr.bench.startup import startup_rows
+
+    rows += startup_rows(root, a.repeat)
     rows += reading_rows(a, root / "out4" / "tfrecords" / "train")
     print_rows(rows)
     print()
-    print(phase_table(runs["floor_phases"], runs["convert_phases"]))
+    print(phase_table(runs["floor_phases"], runs["convert_phases"], per_file_convert))
     print()
     print_rows(bucket_rows(root, a.epochs, a.repeat))
 
@@ -304,8 +330,10 @@ BYTES_TOUCHED = {
 }
 
 
-def phase_table(floor_phases: list[dict], convert_phases: list[dict]) -> str:
-    """Median per file and phase, for the floor's and the converter's workers (4-file runs)."""
+def phase_table(floor_phases: list[dict], convert_phases: list[dict], untraced: float) -> str:
+    """Median per file and phase, for the floor's and the converter's workers (4-file runs). The
+    converter's phases come from traced runs, which slow Python-heavy phases (encode most): `untraced`,
+    the timed runs' median per file, shows by how much in all."""
     def med(items, phase, key):
         return statistics.median(p.get(phase, {}).get(key, 0.0) for p in items) if items else 0.0
 
@@ -322,6 +350,7 @@ def phase_table(floor_phases: list[dict], convert_phases: list[dict]) -> str:
     tf = sum(med(floor_phases, ph, "seconds") for ph in order)
     tc = sum(med(convert_phases, ph, "seconds") for ph in order)
     lines.append(f"{'total':<36}{tf:>9.3f}{tc:>9.3f}")
+    lines.append(f"{'total, untraced (the timed runs)':<36}{tf:>9.3f}{untraced:>9.3f}")
     return "\n".join(lines)
 
 
@@ -400,11 +429,11 @@ def read_rates(local: Path, url: str, options: dict, cache: Path, epochs: int) -
 
     from aslfr.data.collate import pack_collate
     from aslfr.data.datasets import TFRecordShards
-    from aslfr.data.throughput import epoch_rates
+    from aslfr.bench.throughput import epoch_rates
 
     shutil.rmtree(cache, ignore_errors=True)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as aslfr.data.throughput.paths
+    torch.set_num_threads(1)  # as aslfr.bench.throughput.paths
     try:
         return {where: epoch_rates(TFRecordShards(src, shuffle=True, seed=0, **kw), epochs, collate_fn=pack_collate)
                 for where, src, kw in (("local disk", local, {}), ("s3://", url, {"storage_options": options}),
@@ -415,7 +444,7 @@ def read_rates(local: Path, url: str, options: dict, cache: Path, epochs: int) -
 
 def bucket_table(data: Path, size: tuple[int, int, int], records: Path, convert_s: dict[str, list[float]],
                  rates: dict[str, list[float]], epochs: int) -> list[tuple[str, str]]:
-    from aslfr.data.throughput import summary
+    from aslfr.bench.throughput import summary
     from aslfr.format.manifest import load_manifest
 
     largest_parquet = max(p.stat().st_size for p in (data / "train_landmarks").glob("*.parquet"))

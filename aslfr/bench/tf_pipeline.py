@@ -1,42 +1,39 @@
 """The TensorFlow side of `make bench`: the reference's own tf.data input pipeline, timed on aslfr's records.
 
 Run by path with a throwaway venv's python (`make bench-tf` builds it); TensorFlow is never a dependency
-of aslfr, so this file imports neither aslfr nor torch:
+of aslfr, so this file imports neither aslfr nor torch (-P: its folder is not put on sys.path):
 
-    .venv-tf/bin/python aslfr/bench_tf.py --records DIR --ref-src REPO/projects/kaggle/aslfr/src/tf
+    .venv-tf/bin/python -P aslfr/bench/tf_pipeline.py --records DIR --ref-src REPO/projects/kaggle/aslfr/src/tf
 
 It runs the reference repo's unmodified `src/tf/augment.py` + `src/tf/preprocess.py` with the stand-ins of
 tests/golden/train_pipeline/make_golden.py (the final config's flags), parsing as the reference's
 `src/dataset.py` does: a feature spec from the first record (every key fixed-length, `frames` var-length),
-`parse_single_example`, `frames` densified and reshaped to [n_frames, 384]. Paths, batch 32, 2 threads:
-  training   TFRecordDataset → map(parse + PreprocessLayer(320, training=True), 2 calls) → batch(32)
+`parse_single_example`, `frames` densified and reshaped to [n_frames, 384]. tf.data is set up as the
+reference's make_batch sets it up (`pipeline`), on --threads threads (default: the cores this process
+may use); batch 32. Paths:
+  training   files interleaved → map(parse + PreprocessLayer(320, training=True)) → batch(32) → prefetch
   inference  the same with training=False
-  read       TFRecordDataset → map(parse, 2 calls) → padded_batch(32)
+  read       files interleaved → map(parse) → padded_batch(32) → prefetch
 One warm-up epoch, then --epochs timed ones; an epoch ends when its last batch is in Python's hands.
-Prints one JSON line: {"tensorflow": version, "paths": {path: [rec/s per timed epoch]}, "records": n}."""
+Prints one JSON line: {"tensorflow": version, "threads": n, "paths": {path: [rec/s per timed epoch]},
+"records": n}."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import json
 import os
 import sys
+import time
+from pathlib import Path
 
-# run by path, this file's folder comes first on sys.path, and its aslfr/inspect.py would shadow the
-# standard library's `inspect` (used by TensorFlow): drop it before anything else is imported
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+import numpy as np
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-PROG = "bench_tf"
-GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden" / "train_pipeline" / "make_golden.py"
+PROG = "tf_pipeline"
+GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "golden" / "train_pipeline" / "make_golden.py"
 PATHS = ("training", "inference", "read")
-THREADS, BATCH, N_FRAMES, N_COLS = 2, 32, 320, 384
+BATCH, N_FRAMES, N_COLS = 32, 320, 384
 
 
 def fail(msg: str, code: int = 1):
@@ -100,9 +97,12 @@ def parse_args(argv=None):
                     help="folder of means.npy / stds.npy (default: the first records folder, or the first shard's folder)")
     ap.add_argument("--epochs", type=int, default=5, help="timed epochs after one warm-up epoch (default 5)")
     ap.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="which paths to time (default all)")
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                    help="readers, parallel calls and tf.data threads (default: the cores this process may use)")
     args = ap.parse_args(argv)
-    if args.epochs < 1:
-        fail(f"--epochs must be >= 1, got {args.epochs}", 2)
+    for name in ("epochs", "threads"):
+        if getattr(args, name) < 1:
+            fail(f"--{name} must be >= 1, got {getattr(args, name)}", 2)
     args.ref_src = args.ref_src.resolve()
     for f in ("augment.py", "preprocess.py"):
         if not (args.ref_src / f).is_file():
@@ -131,7 +131,24 @@ def feature_spec(tf, first_file: Path) -> dict:
     return spec
 
 
-def datasets(tf, files: list[Path], layers: dict) -> dict:
+def pipeline(tf, files: list[Path], element, threads: int, padded: bool = False):
+    """As the reference's make_batch sets tf.data up: the files interleaved record by record over
+    `threads` readers, `element` mapped with num_parallel_calls=AUTOTUNE, order not kept
+    (deterministic=False), a private pool of `threads` threads with one intra-op thread each, batches
+    of BATCH, prefetch(AUTOTUNE) after them. Without its shuffle buffer and repeat(): they add only
+    to TensorFlow's time."""
+    options = tf.data.Options()
+    options.deterministic = False
+    options.threading.private_threadpool_size = threads
+    options.threading.max_intra_op_parallelism = 1
+    ds = tf.data.Dataset.from_tensor_slices([str(f) for f in files]).interleave(
+        tf.data.TFRecordDataset, cycle_length=threads, block_length=1, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.padded_batch(BATCH) if padded else ds.batch(BATCH)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def datasets(tf, files: list[Path], layers: dict, threads: int) -> dict:
     spec = feature_spec(tf, files[0])
 
     def parse(serialized):
@@ -147,13 +164,10 @@ def datasets(tf, files: list[Path], layers: dict) -> dict:
             return fe
         return f
 
-    def source():
-        return tf.data.TFRecordDataset([str(f) for f in files])
-
     return {
-        "training": lambda: source().map(preprocessed(layers[True]), num_parallel_calls=THREADS).batch(BATCH),
-        "inference": lambda: source().map(preprocessed(layers[False]), num_parallel_calls=THREADS).batch(BATCH),
-        "read": lambda: source().map(parse, num_parallel_calls=THREADS).padded_batch(BATCH),
+        "training": lambda: pipeline(tf, files, preprocessed(layers[True]), threads),
+        "inference": lambda: pipeline(tf, files, preprocessed(layers[False]), threads),
+        "read": lambda: pipeline(tf, files, parse, threads, padded=True),
     }
 
 
@@ -176,8 +190,8 @@ def main(argv=None):
     except ImportError as e:
         fail(f"TensorFlow is not installed in {sys.executable} ({e}); run `make bench-tf`, "
              "which builds .venv-tf with tensorflow-cpu and runs this script with it")
-    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-    tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     tf.random.set_seed(0)
 
     spec = importlib.util.spec_from_file_location("aslfr_make_golden", GOLDEN)
@@ -187,7 +201,7 @@ def main(argv=None):
     import src.tf.preprocess as P  # the reference's own code
 
     layers = {train: P.PreprocessLayer(N_FRAMES, training=train) for train in (True, False)}
-    made = datasets(tf, args.files, layers)
+    made = datasets(tf, args.files, layers, args.threads)
     rates, records = {}, None
     try:
         for path in args.paths:
@@ -199,7 +213,8 @@ def main(argv=None):
             rates[path] = [round(n / s, 1) for n, s in (epoch(ds, path) for _ in range(args.epochs))]
     except tf.errors.OpError as e:
         fail(f"{type(e).__name__}: {e.message.splitlines()[0] if e.message else e}")
-    print(json.dumps({"tensorflow": tf.__version__, "paths": rates, "records": records}), flush=True)
+    print(json.dumps({"tensorflow": tf.__version__, "threads": args.threads, "paths": rates, "records": records}),
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Records per second of the reading paths, for `make bench` and for sizing an input pipeline, measured
-as TensorFlow's side is (`aslfr/bench_tf.py`): 2 DataLoader workers, batches of 32, persistent
+as TensorFlow's side is (`aslfr/bench/tf_pipeline.py`): 2 DataLoader workers, batches of 32, persistent
 workers, one warm-up epoch then several timed ones; a figure counts when the training process holds
 the finished batch. Paths: the plain read (the README's first snippet), the reference's training and
 inference input (`ReferenceCollate`), the per-item transform it replaces, the batched path on the
@@ -140,7 +140,8 @@ def reader_rows(records, epochs: int = 5, tf: dict[str, Any] | None = None, devi
     theirs = (tf or {}).get("paths", {})
     rows = []
     if theirs:
-        rows.append((f"records per epoch, epochs timed, TensorFlow {tf.get('tensorflow', '?')}",
+        rows.append((f"records per epoch, epochs timed, TensorFlow {tf.get('tensorflow', '?')} as the reference sets "
+                     f"it up ({tf.get('threads', '?')} threads: parallel reads, deterministic=False, prefetch)",
                      f"{tf.get('records', '?')}, {epochs}"))
     for label, rates in ours.items():
         value = summary(rates)
@@ -165,9 +166,11 @@ def synthetic_batch(bsz: int, seed: int = 0, mean_frames: float = 160.0):
 
 
 def step_times(pre, x, lengths, keys, repeat: int = 5, eager: bool | None = None) -> list[tuple[str, float]]:
-    """Milliseconds per batch of the batched training path (`ReferencePreprocess.batch`), phase by
-    phase: planning, each frame-wise step, the fused features step, resample + pad/resize, the
-    steps after; each timed to its end (the device synchronized). x: padded or packed."""
+    """Milliseconds per batch of the batched training path (`ReferencePreprocess.batch`): the whole
+    batch, then phase by phase (planning, each frame-wise step, the fused features step, resample +
+    pad/resize, the steps after), each phase's own time, traced from outside with the device
+    synchronized at each phase boundary. x: padded or packed."""
+    from aslfr.bench.phases import PhaseTimer
     from aslfr.data.transforms import reference, rows
 
     dev = x.device  # eager None: what pre.batch chooses (on a device with host keys: planned on the host)
@@ -176,43 +179,21 @@ def step_times(pre, x, lengths, keys, repeat: int = 5, eager: bool | None = None
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    totals: dict[str, float] = {}
-
-    def timed(name_of, fn):
-        def wrapper(*args, **kw):
-            sync()
-            t = time.perf_counter()
-            result = fn(*args, **kw)
-            sync()
-            name = name_of(*args)
-            totals[name] = totals.get(name, 0.0) + (time.perf_counter() - t) * 1000
-            return result
-        return wrapper
-
-    originals = {(rows, "_frame_step"): rows._frame_step, (rows, "_features"): rows._features,
-                 (rows, "_resample_and_pad"): rows._resample_and_pad, (reference, "_run"): reference._run}
-    patched = {
-        (rows, "_frame_step"): timed(lambda step, *a: type(step).__name__, rows._frame_step),
-        (rows, "_features"): timed(lambda *a: "normalize + concat + NaN->0 + pos", rows._features),
-        (rows, "_resample_and_pad"): timed(lambda *a: "resample + pad/resize", rows._resample_and_pad),
-        (reference, "_run"): timed(lambda *a: "all steps", reference._run),
-    }
-    try:
-        for (mod, name), fn in patched.items():
-            setattr(mod, name, fn)
-        pre.batch(x, lengths, keys, eager=eager)  # warm-up: caches, kernels
-        totals.clear()
+    def batches() -> float:
         sync()
         t = time.perf_counter()
         for _ in range(repeat):
             pre.batch(x, lengths, keys, eager=eager)
         sync()
-        whole = (time.perf_counter() - t) * 1000
-    finally:
-        for (mod, name), fn in originals.items():
-            setattr(mod, name, fn)
-    steps = {k: v / repeat for k, v in totals.items()}
-    run = steps.pop("all steps")
-    steps["steps after pad/resize (temporal mask)"] = run - sum(steps.values())
-    steps["plan, checks (the rest)"] = whole / repeat - run
-    return [("whole batch", whole / repeat)] + sorted(steps.items(), key=lambda kv: -kv[1])
+        return (time.perf_counter() - t) * 1000 / repeat
+
+    timer = PhaseTimer({rows._frame_step: lambda frame: type(frame.f_locals["step"]).__name__,
+                        rows._features: "normalize + concat + NaN->0 + pos",
+                        rows._resample_and_pad: "resample + pad/resize",
+                        reference._run: "steps after pad/resize (temporal mask)"}, sync=sync)
+    pre.batch(x, lengths, keys, eager=eager)  # warm-up: caches, kernels
+    whole = batches()  # untraced: the trace slows every Python call
+    with timer, timer.phase("plan, checks (the rest)"):
+        batches()
+    steps = {k: v["seconds"] * 1000 / repeat for k, v in timer.take().items()}
+    return [("whole batch", whole)] + sorted(steps.items(), key=lambda kv: -kv[1])

@@ -1,4 +1,4 @@
-"""The TensorFlow baseline of `make bench`, without TensorFlow: bench_tf.py (run by path, as from the
+"""The TensorFlow baseline of `make bench`, without TensorFlow: tf_pipeline.py (run by path, as from the
 throwaway venv) and run_tf_baseline fail with one clear line naming the interpreter, the reference
 folder, the argument or the file, and the script imports neither aslfr nor torch."""
 
@@ -7,11 +7,12 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
 
-from aslfr.data.tf_baseline import SCRIPT, run_tf_baseline
+from aslfr.bench.tf_baseline import SCRIPT, run_tf_baseline
 from aslfr.errors import InputError
 from aslfr.format.stats import encode_stats
 from conftest import ROOT
@@ -36,7 +37,7 @@ def setup(tmp_path):
     return ref, recs
 
 
-def bench_tf(*args):
+def tf_pipeline(*args):
     """The script run by path with this (TensorFlow-less) interpreter, from the repository root."""
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
@@ -44,16 +45,17 @@ def bench_tf(*args):
 
 def test_without_tensorflow_one_line_says_make_bench_tf(setup):
     ref, recs = setup
-    done = bench_tf("--records", recs / "0.1.tfrec", "--ref-src", ref)
+    done = tf_pipeline("--records", recs / "0.1.tfrec", "--ref-src", ref)
     assert done.returncode == 1 and done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("bench_tf: error: TensorFlow is not installed in ") and "make bench-tf" in lines[0]
+    assert lines[0].startswith("tf_pipeline: error: TensorFlow is not installed in ") and "make bench-tf" in lines[0]
 
 
 @pytest.mark.parametrize("args, says", [
     ([], "the following arguments are required: --records, --ref-src"),
     (["--records", "{recs}/0.1.tfrec", "--ref-src", "{ref}", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["--records", "{recs}/0.1.tfrec", "--ref-src", "{ref}", "--threads", "0"], "--threads must be >= 1, got 0"),
     (["--records", "{recs}/0.1.tfrec", "--ref-src", "{ref}", "--paths", "train"], "argument --paths: invalid choice: 'train'"),
     (["--records", "{recs}/none.tfrec", "--ref-src", "{ref}"], "{recs}/none.tfrec: no such records folder or shard file"),
     (["--records", "{recs}", "--ref-src", "{ref}"], "{recs}: no manifest.json (not a records folder)"),
@@ -63,19 +65,19 @@ def test_without_tensorflow_one_line_says_make_bench_tf(setup):
 def test_argument_errors_are_one_line(setup, args, says):
     ref, recs = setup
     fill = dict(ref=ref, recs=recs)
-    done = bench_tf(*[a.format(**fill) for a in args])
+    done = tf_pipeline(*[a.format(**fill) for a in args])
     assert done.returncode in (1, 2) and done.stdout == ""
     assert done.stderr.splitlines() == [done.stderr.strip()], done.stderr
-    assert done.stderr.startswith("bench_tf: error: ") and says.format(**fill) in done.stderr
+    assert done.stderr.startswith("tf_pipeline: error: ") and says.format(**fill) in done.stderr
 
 
 def test_bad_statistics_name_the_file(setup):
     ref, recs = setup
     stds = recs / "stds.npy"
     np.save(stds, np.r_[np.zeros(1, np.float32), np.full(383, 0.1, np.float32)])  # a std of 0
-    done = bench_tf("--records", recs / "0.1.tfrec", "--ref-src", ref)
+    done = tf_pipeline("--records", recs / "0.1.tfrec", "--ref-src", ref)
     assert done.returncode == 1
-    assert done.stderr.strip() == f"bench_tf: error: {stds}: not 384 finite values > 0"
+    assert done.stderr.strip() == f"tf_pipeline: error: {stds}: not 384 finite values > 0"
 
 
 def test_script_imports_neither_aslfr_nor_torch(setup):
@@ -93,6 +95,33 @@ def test_script_imports_neither_aslfr_nor_torch(setup):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/", timeout=120)
     assert "TensorFlow is not installed" in done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_pipeline_is_set_up_as_the_reference_sets_it_up(tmp_path):
+    """The files interleaved one record at a time over `threads` parallel readers, maps with
+    num_parallel_calls=AUTOTUNE, deterministic=False, a private pool of `threads` threads, batch then
+    prefetch: the calls the script makes on TensorFlow's module, recorded by a stand-in for it."""
+    spec = importlib.util.spec_from_file_location("tf_pipeline", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    files, element = [tmp_path / "0.1.tfrec", tmp_path / "1.1.tfrec"], object()
+    for padded, batch in ((False, "batch"), (True, "padded_batch")):
+        tf = mock.MagicMock()
+        script.pipeline(tf, files, element, threads=3, padded=padded)
+        calls = [(name.rsplit(".", 1)[-1], args, kwargs) for name, args, kwargs in tf.mock_calls
+                 if name.startswith("data.Dataset.")]
+        auto = tf.data.AUTOTUNE
+        options = tf.data.Options.return_value
+        assert calls == [
+            ("from_tensor_slices", ([str(f) for f in files],), {}),
+            ("interleave", (tf.data.TFRecordDataset,), dict(cycle_length=3, block_length=1, num_parallel_calls=auto)),
+            ("map", (element,), dict(num_parallel_calls=auto)),
+            (batch, (32,), {}),
+            ("prefetch", (auto,), {}),
+            ("with_options", (options,), {}),
+        ]
+        assert options.deterministic is False
+        assert options.threading.private_threadpool_size == 3 and options.threading.max_intra_op_parallelism == 1
 
 
 def test_run_tf_baseline_names_the_missing_interpreter(setup, tmp_path):
@@ -115,5 +144,5 @@ def test_run_tf_baseline_reports_the_scripts_error(setup):
     with pytest.raises(InputError) as e:
         run_tf_baseline(sys.executable, ref, [recs / "0.1.tfrec"], epochs=1, paths=["read"])
     msg = str(e.value)
-    assert msg.startswith(f"bench_tf.py with {sys.executable} failed (exit 1): bench_tf: error: TensorFlow is not installed")
+    assert msg.startswith(f"tf_pipeline.py with {sys.executable} failed (exit 1): tf_pipeline: error: TensorFlow is not installed")
     assert "\n" not in msg

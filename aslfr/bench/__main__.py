@@ -1,0 +1,3 @@
+from aslfr.bench.cli import main
+
+main()
