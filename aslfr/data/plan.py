@@ -207,3 +207,81 @@ def real_shape(files: int = 68, folds: int = 4, valid_fold: int = 0, records: in
     shards = [(f, k) for f in range(files) for k in range(folds) if k != valid_fold]
     counts = (records + rng.integers(-12, 13, size=len(shards))).tolist()
     return counts, [f for f, _ in shards]
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """An epoch cut into rank batches of at most `max_frames` frames each (variable record counts),
+    the same sequence of rank batches whatever the world size; step k gives rank r rank batch
+    k x world + r. `bounds`: where each rank batch starts and ends in `rows`."""
+
+    rows: np.ndarray
+    bounds: np.ndarray
+    world: int
+    topped_up: int = 0
+    trimmed: int = 0
+
+    @property
+    def steps(self) -> int:
+        return (len(self.bounds) - 1) // self.world
+
+    def rank_batch(self, step: int, rank: int, world: int) -> np.ndarray:
+        if world != self.world:
+            raise ValueError(f"this plan is for a world size of {self.world}, not {world}")
+        if not 0 <= step < self.steps:
+            raise IndexError(f"step {step} out of range: the epoch has {self.steps} steps")
+        j = step * world + rank
+        return self.rows[self.bounds[j]:self.bounds[j + 1]]
+
+    def batch(self, step: int) -> np.ndarray:
+        """The rows of step `step`, over all ranks."""
+        return self.rows[self.bounds[step * self.world]:self.bounds[(step + 1) * self.world]]
+
+
+def budget_plan(counts: Sequence[int], lengths: Sequence[Sequence[int]], seed: int, epoch: int, max_frames: int,
+                world: int = 1, window: int = 1024, drop_last: bool = False, groups: Sequence[int] | None = None,
+                shuffle: bool = True, interleave: int | None = INTERLEAVE,
+                rates: Sequence[float] | None = None) -> BudgetPlan:
+    """`epoch_order` cut into rank batches of at most `max_frames` frames (lengths[s][r]: frames of
+    record r of shard s): each `window` rows of the order sorted by length (stable) and cut greedily,
+    so a batch holds records of similar lengths; the window's batches then in random order. The
+    rank batches are grouped `world` a step; the last incomplete step is trimmed (drop_last) or
+    filled with the epoch's first rank batches read again (repeat past the epoch's highest)."""
+    if max_frames < 1 or window < 1 or world < 1:
+        raise ValueError(f"max_frames, window and world must be >= 1, got {max_frames}, {window}, {world}")
+    rows = epoch_order(counts, seed, epoch, groups, shuffle, interleave, rates)
+    size = np.concatenate([np.asarray(x, dtype=np.int64) for x in lengths]) if len(lengths) else np.zeros(0, np.int64)
+    first = np.cumsum(np.asarray(counts, dtype=np.int64)) - np.asarray(counts, dtype=np.int64)
+    frames = size[first[rows[:, 0]] + rows[:, 1]] if len(rows) else size[:0]
+    if (frames > max_frames).any():
+        s, r = rows[np.argmax(frames > max_frames), :2]
+        raise ValueError(f"shard {s} record {r} has {frames.max()} frames, more than the frame budget of {max_frames}")
+    rng = np.random.default_rng([seed, epoch, 0xB0D6E7])
+    order, batches = [], []  # rows in batch order; each batch's row count
+    for w in range(0, len(rows), window):
+        idx = w + np.argsort(frames[w:w + window], kind="stable")
+        cut, total, n = [], 0, 0
+        for f in frames[idx]:
+            if n and total + f > max_frames:
+                cut.append(n)
+                total, n = 0, 0
+            total, n = total + f, n + 1
+        cut.append(n)
+        parts = np.split(idx, np.cumsum(cut)[:-1])
+        for k in rng.permutation(len(parts)) if shuffle else range(len(parts)):
+            order.append(parts[k])
+            batches.append(len(parts[k]))
+    n = len(order)
+    extra, trimmed = n % world, 0
+    if extra and drop_last:
+        trimmed = sum(batches[n - extra:])
+        order, batches = order[:n - extra], batches[:n - extra]
+    picked = np.concatenate(order) if order else np.zeros(0, np.int64)
+    out = rows[picked].copy()
+    again = [] if drop_last or not extra else [(order[k % n], k // n) for k in range(world - extra)]
+    if again:
+        reps = rows[:, 2].max() + 1
+        out = np.concatenate([out] + [rows[a] + [0, 0, reps + r] for a, r in again])
+        batches = batches + [len(a) for a, _ in again]
+    bounds = np.concatenate([[0], np.cumsum(batches)]).astype(np.int64)
+    return BudgetPlan(out, bounds, world, sum(len(a) for a, _ in again), trimmed)

@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from aslfr.data.datasets import (_SharedEpoch, _cache, _fold_count, _keyed, _reader_rank, _record_count, _records,
                                  decode_record, shard_files, to_torch)
-from aslfr.data.plan import INTERLEAVE, EpochPlan, epoch_plan
+from aslfr.data.plan import INTERLEAVE, BudgetPlan, EpochPlan, budget_plan, epoch_plan
 from aslfr.format import layout, storage
 from aslfr.format.manifest import ManifestError, checked_index
+from aslfr.format.schema import SCHEMA
 
 
 class ShardRecords:
@@ -81,6 +82,19 @@ class ShardRecords:
     def decode(self, shard: int, record: int, data: memoryview) -> dict[str, Any]:
         return decode_record(data, f"{self.files[shard]}: record {record}")
 
+    def lengths(self) -> list[np.ndarray]:
+        """Each record's frames, from its size in the index: a record is its frames (4 bytes a value,
+        one row of SCHEMA's columns a frame) plus a few hundred bytes of other features that vary by
+        tens of bytes, measured on one record read here. The stream checks each length as it decodes."""
+        row = 4 * SCHEMA["frames"].shape[1]
+        shard = next((s for s, c in enumerate(self.counts) if c), None)
+        if shard is None:
+            return [np.zeros(0, np.int64) for _ in self.counts]
+        data = self.read(shard, [0])[0]
+        rest = self.offsets[shard][0][1] - row * len(self.decode(shard, 0, data)["frames"])
+        return [np.rint((np.array([n for _, n in o], dtype=np.int64).reshape(-1) - rest) / row).astype(np.int64)
+                for o in self.offsets]
+
 
 class TFRecordStream(IterableDataset):
     """The epoch's batches for this rank, from shard files or folders (index files needed): each
@@ -92,7 +106,10 @@ class TFRecordStream(IterableDataset):
     shards at a time (shuffle=False: in file order), then the last global batch trimmed (drop_last) or
     topped up with the epoch's first records read again (keyed with repeat=1, so augmented anew).
     `rates`: {folder or shard: records read per epoch per record}, e.g. {sup_dir: 0.5} (a different half
-    each epoch). Rank and world size as for `TFRecordShards`; `keys`, `transform`, `verify`,
+    each epoch). `frame_budget` in place of batch_size: rank batches of at most that many frames (for
+    `pack_collate`), records of similar lengths together (sorted within each `bucket_window` records of the
+    order), the same rank batches for any world size, grouped world_size a step (the last step trimmed or
+    topped up likewise); lengths come from the index's record sizes. Rank and world size as for `TFRecordShards`; `keys`, `transform`, `verify`,
     `storage_options`, `cache_dir`, `cache_limit` too. A record's key is the one `TFRecordShards` gives it
     ((seed, epoch, file, record), file: its position in the shard list), with the repeat for a re-read.
 
@@ -100,31 +117,39 @@ class TFRecordStream(IterableDataset):
         loader = StreamLoader(stream, num_workers=2, collate_fn=ReferenceCollate(means, stds))
     """
 
-    def __init__(self, paths: str | Path | Sequence[str | Path], batch_size: int, shuffle: bool = True,
+    def __init__(self, paths: str | Path | Sequence[str | Path], batch_size: int | None = None, shuffle: bool = True,
                  seed: int = 0, drop_last: bool = False, interleave: int | None = INTERLEAVE,
-                 rates: Mapping[str | Path, float] | None = None, verify: bool = True,
+                 rates: Mapping[str | Path, float] | None = None, frame_budget: int | None = None,
+                 bucket_window: int = 1024, verify: bool = True,
                  transform: Callable | None = None, torch_values: bool = True, rank: int | None = None,
                  world_size: int | None = None, keys: bool = False, allow_partial: bool = False,
                  storage_options: Mapping[str, Any] | None = None, cache_dir: str | Path | None = None,
                  cache_limit: int | None = None):
-        if batch_size < 1:
+        if (batch_size is None) == (frame_budget is None):
+            raise ValueError("give the stream batch_size= (records a rank batch) or frame_budget= (frames a rank "
+                             f"batch), one of them; got batch_size={batch_size} frame_budget={frame_budget}")
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.storage_options = dict(storage_options or {})
         self.files = shard_files(paths, allow_partial, self.storage_options)
         self.shards = ShardRecords(self.files, verify, self.storage_options, cache_dir, cache_limit, allow_partial)
         rank, world = _reader_rank(rank, world_size)
         self.rank, self.world_size = (rank, world) if rank is not None else (0, 1)
-        self.batch_size, self.global_batch = batch_size, batch_size * self.world_size
+        self.batch_size = batch_size
+        self.global_batch = batch_size * self.world_size if batch_size else None
+        self.frame_budget, self.bucket_window = frame_budget, bucket_window
+        self._lengths = self.shards.lengths() if frame_budget else None
         self.shuffle, self.seed, self.drop_last, self.interleave = shuffle, seed, drop_last, interleave
         self.rates = _shard_rates(self.files, rates)
         self.keys, self.transform, self.torch_values = keys, transform, torch_values
         self._epoch, self._start = _SharedEpoch(), _SharedEpoch()  # the start step: shared like the epoch
         self._resume: int | None = None  # a worker's own resume step (torchdata's per-worker state)
         self._next: int | None = None  # the step this process's running pass yields next
-        self._plan: tuple[int, EpochPlan] | None = None
+        self._plan: tuple[int, EpochPlan | BudgetPlan] | None = None
         if len(self) == 0:
-            raise ValueError(f"{self.plan(0).trimmed} records make no full global batch of {self.global_batch} "
-                             f"(batch_size {batch_size} x world size {self.world_size}) and drop_last=True: "
+            whole = (f"global batch of {self.global_batch} (batch_size {batch_size} x world size {self.world_size})"
+                     if batch_size else f"step of {self.world_size} rank batches of {frame_budget} frames")
+            raise ValueError(f"{self.plan(0).trimmed} records make no full {whole} and drop_last=True: "
                              "an epoch would have no step")
 
     @property
@@ -139,15 +164,22 @@ class TFRecordStream(IterableDataset):
             self._resume = None
         self._epoch.set(epoch)
 
-    def plan(self, epoch: int) -> EpochPlan:
+    def plan(self, epoch: int) -> EpochPlan | BudgetPlan:
         """The epoch's plan (the same in every process)."""
         if self._plan is None or self._plan[0] != epoch:
-            self._plan = (epoch, epoch_plan(self.shards.counts, self.seed, epoch, self.global_batch, self.drop_last,
-                                            self.shards.groups, self.shuffle, self.interleave, self.rates))
+            common = dict(groups=self.shards.groups, shuffle=self.shuffle, interleave=self.interleave,
+                          rates=self.rates, drop_last=self.drop_last)
+            if self.frame_budget:
+                plan = budget_plan(self.shards.counts, self._lengths, self.seed, epoch, self.frame_budget,
+                                   self.world_size, self.bucket_window, **common)
+            else:
+                plan = epoch_plan(self.shards.counts, self.seed, epoch, self.global_batch, **common)
+            self._plan = (epoch, plan)
         return self._plan[1]
 
     def __len__(self) -> int:
-        """Steps in an epoch: the batches every rank gets (the same for every epoch)."""
+        """Steps in the current epoch: the batches every rank gets (with a frame budget, it varies a
+        little from epoch to epoch)."""
         return self.plan(self.epoch).steps
 
     def __iter__(self) -> Iterator[list[Any]]:
@@ -172,6 +204,9 @@ class TFRecordStream(IterableDataset):
         out = []
         for shard, record, repeat in rows.tolist():
             rec = self.shards.decode(shard, record, data[shard, record])
+            if self._lengths is not None and len(rec["frames"]) != self._lengths[shard][record]:
+                raise ValueError(f"{self.files[shard]}: record {record} has {len(rec['frames'])} frames, its size in "
+                                 f"the index says {self._lengths[shard][record]}: the frame budget cannot hold")
             item = to_torch(rec) if self.torch_values else rec
             where = (self.seed, epoch, shard, record) + ((repeat,) if repeat else ())
             out.append(_keyed(self.transform, item, where, self))
@@ -267,9 +302,9 @@ class StreamLoader:
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
         epoch, step = int(state["epoch"]), int(state["step"])
-        if not 0 <= step <= len(self.stream):
-            raise ValueError(f"step {step} out of range: an epoch of this stream has {len(self.stream)} steps")
         self.stream.set_epoch(epoch)
+        if not 0 <= step <= len(self.stream):
+            raise ValueError(f"step {step} out of range: epoch {epoch} of this stream has {len(self.stream)} steps")
         self._step, self._resume = step, step
 
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aslfr.data.plan import distinct_per_batch, epoch_order, epoch_plan, mixing, real_shape, reference_mixing
+from aslfr.data.plan import (budget_plan, distinct_per_batch, epoch_order, epoch_plan, mixing, real_shape,
+                             reference_mixing)
 
 
 def _all_rows(counts):
@@ -125,3 +126,31 @@ def test_mixing_on_the_real_data_shape_beats_the_reference_on_32_cores():
 def test_distinct_per_batch_counts_groups():
     rows = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]])
     assert distinct_per_batch(rows, [0, 0, 1, 2], batch=2) == 1.5
+
+
+@settings(max_examples=80, deadline=None)
+@given(counts=st.lists(st.integers(0, 30), min_size=1, max_size=8), world=st.integers(1, 6),
+       budget=st.integers(300, 2000), window=st.integers(1, 64), drop_last=st.booleans(), seed=st.integers(0, 9))
+def test_frame_budget_equal_steps_and_within_budget(counts, world, budget, window, drop_last, seed):
+    rng = np.random.default_rng(seed)
+    lengths = [rng.integers(1, 300, c) for c in counts]
+    plan = budget_plan(counts, lengths, seed, 1, budget, world, window, drop_last)
+    one = budget_plan(counts, lengths, seed, 1, budget, 1, window, drop_last)
+    total = sum(counts)
+    for k in range(plan.steps):
+        for r in range(world):
+            rows = plan.rank_batch(k, r, world)
+            assert len(rows) >= 1 and sum(lengths[s][i] for s, i, _ in rows) <= budget
+            j = k * world + r
+            if j < one.steps:  # the world-free sequence of rank batches
+                assert np.array_equal(rows, one.rank_batch(j, 0, 1))
+    first = plan.rows[plan.rows[:, 2] == 0]
+    assert len(np.unique(first[:, :2], axis=0)) == len(first) == total - plan.trimmed
+    assert (plan.rows[:, 2] > 0).sum() == plan.topped_up
+    if not drop_last and total:
+        assert plan.steps == -(-one.steps // world)
+
+
+def test_a_record_over_the_budget_is_refused():
+    with pytest.raises(ValueError, match="shard 0 record 1 has 500 frames, more than the frame budget of 400"):
+        budget_plan([2], [[10, 500]], 0, 0, 400, shuffle=False)

@@ -254,3 +254,28 @@ def test_torchdata_stateful_dataloader_resumes_the_stream(records):
                                    collate_fn=aslfr.pack_collate)
         again.load_state_dict(state)
         assert first + [digest(b) for b in again] == whole
+
+
+def test_frame_budget_keeps_steps_equal_and_lengths_bucketed(records):
+    """Rank batches of at most K frames, the same sequence for 1 or 3 ranks, equal steps on every
+    rank; lengths from the index sizes are the decoded ones."""
+    lengths = {}
+    for it in aslfr.TFRecordShards([f"{records}/train", f"{records}/sup"]):
+        lengths[int(it["sequence_id"])] = len(it["frames"])
+    budget = 2 * max(lengths.values())
+    one = stream(records, None, frame_budget=budget, bucket_window=24)
+    seq = [[int(i) for i in b["sequence_id"]] for b in aslfr.StreamLoader(one, num_workers=2, collate_fn=aslfr.pack_collate)]
+    assert len(seq) == len(one) and all(sum(lengths[i] for i in b) <= budget for b in seq)
+    assert sorted(i for b in seq for i in b) == sorted(lengths)  # every record once (world 1: no top-up)
+    assert min(len(b) for b in seq) < max(len(b) for b in seq)  # a count that follows the lengths
+    for drop_last in (False, True):
+        ranks = [list(aslfr.StreamLoader(stream(records, None, frame_budget=budget, bucket_window=24, rank=r,
+                                                world_size=3, drop_last=drop_last), collate_fn=aslfr.pack_collate))
+                 for r in range(3)]
+        assert len({len(r) for r in ranks}) == 1
+        steps = len(ranks[0])
+        assert steps == (len(seq) // 3 if drop_last else -(-len(seq) // 3))
+        for k in range(steps):  # rank batch k*3 + r of the world-free sequence (top-ups: its first batches)
+            for r in range(3):
+                j = k * 3 + r
+                assert ranks[r][k]["sequence_id"].tolist() == seq[j if j < len(seq) else j - len(seq)]
