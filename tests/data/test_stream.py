@@ -279,3 +279,20 @@ def test_frame_budget_keeps_steps_equal_and_lengths_bucketed(records):
             for r in range(3):
                 j = k * 3 + r
                 assert ranks[r][k]["sequence_id"].tolist() == seq[j if j < len(seq) else j - len(seq)]
+
+
+def test_rates_mix_the_supplemental_records_at_their_rate(records):
+    """{sup folder: 0.5}: every train record and a different half of the sup records each epoch."""
+    train = {int(x["sequence_id"]) for x in aslfr.TFRecordShards(f"{records}/train")}
+    sup = {int(x["sequence_id"]) for x in aslfr.TFRecordShards(f"{records}/sup")}
+    s = stream(records, 4, rates={f"{records}/sup/": 0.5})
+    seen = []
+    for epoch in (0, 1):
+        s.set_epoch(epoch)
+        ids = [int(i) for b in aslfr.StreamLoader(s, collate_fn=aslfr.pack_collate) for i in b["sequence_id"]]
+        assert train <= set(ids) and len(ids) == len(s) * 4
+        seen.append(set(ids) & sup)
+        assert len(seen[-1]) == 12  # a shard of c records gives round(c / 2)
+    assert seen[0] != seen[1]
+    with pytest.raises(ValueError, match="rates names .*nowhere, which is neither"):
+        stream(records, 4, rates={f"{records}/nowhere": 2})
