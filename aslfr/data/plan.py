@@ -199,6 +199,15 @@ def reference_mixing(counts: Sequence[int], groups: Sequence[int], cores: int, b
     return distinct_per_batch(np.stack([out, out, out], axis=1), groups, batch)
 
 
+def mixing_figures(cores: Sequence[int] = (2, 8, 32)) -> list[tuple[str, float]]:
+    """(stream, distinct parquet files per batch of 128) on the real data's shape, for `make bench`:
+    this plan, the reference's tf.data on `cores` cores, uniform random."""
+    counts, groups = real_shape()
+    return ([(f"aslfr TFRecordStream (interleave {INTERLEAVE})", mixing(counts, groups))]
+            + [(f"reference tf.data, {c} cores", reference_mixing(counts, groups, c)) for c in cores]
+            + [("uniform random", mixing(counts, groups, interleave=None))])
+
+
 def real_shape(files: int = 68, folds: int = 4, valid_fold: int = 0, records: int = 247,
                seed: int = 0) -> tuple[list[int], list[int]]:
     """(record counts, parquet file of each shard) of the real training shards: `files` parquet files

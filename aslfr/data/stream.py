@@ -92,7 +92,7 @@ class ShardRecords:
             return [np.zeros(0, np.int64) for _ in self.counts]
         data = self.read(shard, [0])[0]
         rest = self.offsets[shard][0][1] - row * len(self.decode(shard, 0, data)["frames"])
-        return [np.rint((np.array([n for _, n in o], dtype=np.int64).reshape(-1) - rest) / row).astype(np.int64)
+        return [np.rint((np.array([n for _, n in o], dtype=np.int64) - rest) / row).astype(np.int64)
                 for o in self.offsets]
 
 
@@ -109,9 +109,10 @@ class TFRecordStream(IterableDataset):
     each epoch). `frame_budget` in place of batch_size: rank batches of at most that many frames (for
     `pack_collate`), records of similar lengths together (sorted within each `bucket_window` records of the
     order), the same rank batches for any world size, grouped world_size a step (the last step trimmed or
-    topped up likewise); lengths come from the index's record sizes. Rank and world size as for `TFRecordShards`; `keys`, `transform`, `verify`,
-    `storage_options`, `cache_dir`, `cache_limit` too. A record's key is the one `TFRecordShards` gives it
-    ((seed, epoch, file, record), file: its position in the shard list), with the repeat for a re-read.
+    topped up likewise); lengths come from the index's record sizes. Rank and world size as for
+    `TFRecordShards`; `keys`, `transform`, `verify`, `storage_options`, `cache_dir`, `cache_limit` too.
+    A record's key is the one `TFRecordShards` gives it ((seed, epoch, file, record), file: its position
+    in the shard list), with the repeat for a re-read.
 
         stream = TFRecordStream(train_files, batch_size=32, seed=0, keys=True)
         loader = StreamLoader(stream, num_workers=2, collate_fn=ReferenceCollate(means, stds))
