@@ -121,7 +121,8 @@ def test_persistent_workers_follow_set_epoch(records):
     for e in (0, 1):
         s.set_epoch(e)
         fresh.append([digest(b) for b in aslfr.StreamLoader(s, num_workers=0, collate_fn=collate(records))])
-    loader = aslfr.StreamLoader(s, num_workers=2, persistent_workers=True, collate_fn=collate(records))
+    loader = aslfr.StreamLoader(s, num_workers=2, persistent_workers=True, collate_fn=collate(records),
+                                multiprocessing_context="fork")
     got = []
     for e in (0, 1, 0):
         loader.set_epoch(e)
@@ -197,8 +198,7 @@ def _train(records, out, *args):
 
 
 @pytest.mark.parametrize("before,after", [(["--workers", "2"], ["--workers", "2"]),
-                                          (["--workers", "2"], ["--workers", "1"]),
-                                          (["--workers", "2", "--persistent"], ["--workers", "3", "--persistent"])])
+                                          (["--workers", "2", "--persistent"], ["--workers", "1", "--persistent"])])
 def test_resume_after_kill_9_replays_the_same_batches(records, uninterrupted, tmp_path, before, after):
     """kill -9 at a random step, resume from the last checkpoint: the batches from there on (frames,
     keys and ReferenceCollate's outputs) are byte-identical to an uninterrupted run's."""
