@@ -9,13 +9,13 @@ from aslfr import train_demo
 
 def test_train_demo_resumes_from_its_checkpoint(converted, tmp_path, capsys):
     ckpt = tmp_path / "run.pt"
-    args = [f"out_dir={converted}", "--workers", "0", "--batch-size", "8", "--checkpoint", str(ckpt),
+    args = [f"out_dir={converted}", "--workers", "0", "--batch-size", "16", "--checkpoint", str(ckpt),
             "--checkpoint-every", "2"]
-    train_demo.main(args + ["--steps", "5"])
+    train_demo.main(args + ["--steps", "2"])
     saved = torch.load(ckpt)
-    assert saved["step"] == 5 and saved["loader"] == {"epoch": 0, "step": 5}  # 57 records: 7 steps an epoch
+    assert saved["step"] == 2 and saved["loader"] == {"epoch": 0, "step": 2}  # 57 records: 3 steps an epoch
     capsys.readouterr()
-    train_demo.main(args + ["--steps", "9"])
+    train_demo.main(args + ["--steps", "4"])
     out = capsys.readouterr().out
-    assert "resumed from" in out and "at step 5 (epoch 0, batch 5)" in out and "over 9 steps" in out
-    assert torch.load(ckpt)["loader"] == {"epoch": 1, "step": 2}
+    assert "resumed from" in out and "at step 2 (epoch 0, batch 2)" in out and "over 4 steps" in out
+    assert torch.load(ckpt)["loader"] == {"epoch": 1, "step": 1}
