@@ -86,7 +86,7 @@ def _at_rates(rows: np.ndarray, counts: np.ndarray, rates: np.ndarray, rng: np.r
         raise ValueError(f"rates must be one finite value >= 0 per shard ({len(counts)}), got {list(rates)}")
     out = []
     starts = np.cumsum(counts) - counts
-    for s, (start, count, rate) in enumerate(zip(starts, counts, rates)):
+    for start, count, rate in zip(starts, counts, rates):
         own = rows[start:start + count]
         whole, part = int(rate), int(round((rate - int(rate)) * count))
         for r in range(whole):
