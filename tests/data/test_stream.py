@@ -204,7 +204,7 @@ def _train(records, out, *args):
 def test_resume_after_kill_9_replays_the_same_batches(records, uninterrupted, tmp_path, before, after):
     """kill -9 at a random step, resume from the last checkpoint: the batches from there on (frames,
     keys and ReferenceCollate's outputs) are byte-identical to an uninterrupted run's."""
-    kill_at = random.Random().randrange(4, len(uninterrupted) - 6)
+    kill_at = random.Random().randrange(4, len(uninterrupted) - 9)  # steps left to kill it in
     proc = _train(records, tmp_path, *before, "--pause", "0.1")
     log = tmp_path / "log"
     deadline = time.monotonic() + 150
