@@ -2,16 +2,20 @@
 the demo records as the reference's stage 1 trains: the training path (augmentations, [raw |
 normalized] + position, 320 frames) on DataLoader workers, train folds != valid_fold with the
 supplemental records mixed in at their weight, CTC over 61 tokens (blank = PAD = 0, targets keep
-EOS), loss = mean(weight x per-sample NLL); validation on the valid fold through the inference path."""
+EOS), loss = mean(weight x per-sample NLL); validation on the valid fold through the inference path.
+The batches come from `aslfr.TFRecordStream`; with `--checkpoint PATH` the run saves the model, the
+optimizer and the loader's place every `--checkpoint-every` steps and a rerun (after a crash or a
+kill -9) resumes there, on the very batches the first run would have read next."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader  # validation reads once, in order
 
 import aslfr
 from aslfr.cli import add_out_dir, one_line_errors, prog
@@ -49,13 +53,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--valid-fold", type=int, default=0)
+    p.add_argument("--checkpoint", type=Path, help="a file to save the run to, and to resume from where it exists")
+    p.add_argument("--checkpoint-every", type=int, default=10)
     a = p.parse_args(argv)
     with one_line_errors():
         run(a)
 
 
 def run(a: argparse.Namespace) -> None:
-    for name, low in (("steps", 1), ("batch_size", 1), ("workers", 0)):
+    for name, low in (("steps", 1), ("batch_size", 1), ("workers", 0), ("checkpoint_every", 1)):
         if getattr(a, name) < low:
             raise InputError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(a, name)}")
     torch.manual_seed(0)
@@ -64,23 +70,29 @@ def run(a: argparse.Namespace) -> None:
     try:
         train_files, valid_files = aslfr.fold_files(records / "train", a.valid_fold, sup_dir=sup)
         means, stds = aslfr.load_stats(records / "train")
-        train = aslfr.TFRecordShards(train_files, shuffle=True, seed=0, keys=True)
+        train = aslfr.TFRecordStream(train_files, batch_size=a.batch_size, seed=0, keys=True, drop_last=True)
         valid = aslfr.TFRecordShards(valid_files)
         train_input = aslfr.ReferenceCollate(means, stds, train=True)
         valid_input = aslfr.ReferenceCollate(means, stds, train=False)
     except ValueError as e:  # the library's checks of what the user gave (--valid-fold, the stats)
         raise InputError(str(e)) from None
-    loader = DataLoader(train, batch_size=a.batch_size, num_workers=a.workers, collate_fn=train_input,
-                        persistent_workers=a.workers > 0, drop_last=True)
+    loader = aslfr.StreamLoader(train, num_workers=a.workers, collate_fn=train_input, persistent_workers=a.workers > 0)
     model = TinyCTC(aslfr.n_cols())
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True, reduction="none")
-    print(f"training on {len(train)} records from {len(train_files)} shards (valid fold {a.valid_fold}: "
+    print(f"training on {sum(train.shards.counts)} records from {len(train_files)} shards (valid fold {a.valid_fold}: "
           f"{len(valid)} records), {a.workers} DataLoader workers, training path: {aslfr.n_cols()} columns x 320 frames")
-    step, epoch, first, last = 0, 0, None, None
+    step, first, last = 0, None, None
+    if a.checkpoint is not None and a.checkpoint.exists():
+        saved = torch.load(a.checkpoint)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        loader.load_state_dict(saved["loader"])
+        step, first = saved["step"], saved["first_loss"]
+        print(f"resumed from {a.checkpoint} at step {step} (epoch {loader.epoch}, batch {saved['loader']['step']})")
+    epoch = loader.epoch
     while step < a.steps:
-        train.set_epoch(epoch)
-        before = step
+        loader.set_epoch(epoch)
         for batch in loader:
             loss = (ctc_losses(model, batch, ctc) * batch["weight"]).mean()  # supplemental records weigh 0.1
             opt.zero_grad()
@@ -91,17 +103,24 @@ def run(a: argparse.Namespace) -> None:
             last = loss.item()
             if step % 10 == 0 or step == 1:
                 print(f"epoch {epoch} step {step:3d}  loss {last:.3f}", flush=True)
+            if a.checkpoint is not None and (step % a.checkpoint_every == 0 or step == a.steps):
+                save(a.checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "loader": loader.state_dict(), "step": step, "first_loss": first})
             if step >= a.steps:
                 break
-        if step == before:  # drop_last, per worker: an epoch without one full batch would repeat forever
-            raise InputError(f"--batch-size {a.batch_size}: no full batch in an epoch of {len(train)} records read by "
-                             f"{max(a.workers, 1)} process(es), each batching its own share (the last partial batch "
-                             f"is dropped); use a smaller --batch-size or fewer --workers")
         epoch += 1
     with torch.no_grad():
         nll = [ctc_losses(model, b, ctc) for b in DataLoader(valid, batch_size=32, collate_fn=valid_input)]
-    print(f"loss {first:.3f} -> {last:.3f} over {step} steps; valid CTC NLL {torch.cat(nll).mean():.3f} "
+    last = "(none: resumed at the end)" if last is None else f"{last:.3f}"
+    print(f"loss {first:.3f} -> {last} over {step} steps; valid CTC NLL {torch.cat(nll).mean():.3f} "
           f"(inference path, fold {a.valid_fold})")
+
+
+def save(path: Path, state: dict) -> None:
+    """Written whole beside `path`, then renamed over it: a kill leaves the old checkpoint or the new."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

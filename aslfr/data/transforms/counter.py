@@ -34,9 +34,11 @@ def fmix32(h: torch.Tensor) -> torch.Tensor:
     return h ^ (h >> 16)
 
 
-def record_key(seed: int, epoch: int, file: int, record: int) -> int:
-    """A record's key in [0, 2^63): the only input of its random augmentations."""
-    state = np.random.SeedSequence([int(seed), int(epoch), int(file), int(record)]).generate_state(2, np.uint64)
+def record_key(seed: int, epoch: int, file: int, record: int, repeat: int = 0) -> int:
+    """A record's key in [0, 2^63): the only input of its random augmentations. `repeat` > 0: the
+    record read again in the same epoch (a rate above 1, a top-up), so augmented anew."""
+    entropy = [int(seed), int(epoch), int(file), int(record)] + ([int(repeat)] if repeat else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint64)
     return int(state[0] >> np.uint64(1))
 
 
