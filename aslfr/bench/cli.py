@@ -231,6 +231,8 @@ def reading_rows(a: argparse.Namespace, records: Path) -> list[tuple[str, str]]:
         tf = run_tf_baseline(a.tf_python, a.ref_src, records, epochs=a.epochs, threads=WORKERS)
     device = "cuda" if torch.cuda.is_available() else None
     rows = reader_rows(records, a.epochs, tf, device, a.gpu_only)
+    if not a.gpu_only:
+        rows += mixing_rows() + kernel_rows()
     if device is not None:
         from aslfr.bench.throughput import step_times, synthetic_batch
         from aslfr.data.transforms.reference import ReferencePreprocess
@@ -242,6 +244,34 @@ def reading_rows(a: argparse.Namespace, records: Path) -> list[tuple[str, str]]:
         for where, k, n in (("host", keys, lengths), ("device", keys.to(device), lengths.to(device))):
             rows += [(f"  GPU augmentations, batch 256, planned on the {where}, phase: {name} (ms)", f"{ms:.2f}")
                      for name, ms in step_times(pre, packed, n, k)]
+    return rows
+
+
+def mixing_rows() -> list[tuple[str, str]]:
+    """Distinct parquet files per training batch of 128 on the real data's shape (68 files x 3
+    training folds, ~247 records a shard), from the epoch plan's record counts alone, beside the
+    reference's tf.data simulated on as many cores (goal: >= 32, the reference on 32 cores)."""
+    from aslfr.data.plan import mixing_figures
+
+    return [(f"mixing, distinct parquet files per batch of 128: {name}", f"{files:.1f}")
+            for name, files in mixing_figures()]
+
+
+def kernel_rows() -> list[tuple[str, str]]:
+    """The fused kernels: the first batch in a new process with an empty and a warm compile cache
+    (targets 10 s / 1 s), and their rates on one core against a plain copy of the output batch."""
+    from aslfr.data.kernels.timing import first_batch_seconds, per_core_rates
+
+    rows = []
+    for name, first in first_batch_seconds().items():
+        (cold, cold_cpu), (warm, warm_cpu) = first["cold"], first["warm"]
+        rows.append((f"fused {name} kernel, first batch: cold cache / warm cache (s, wall [CPU])",
+                     f"{cold:.2f} [{cold_cpu:.2f}] / {warm:.2f} [{warm_cpu:.2f}]"))
+    rates = per_core_rates()
+    rows += [(f"one core, {name} (rec/s)", f"{rates[name]:,.0f}") for name in
+             ("copy", "training_kernel", "inference_kernel", "training_collate_numba", "training_collate_torch",
+              "inference_collate_numba", "inference_collate_torch") if name in rates]
+    rows.append(("one core, inference kernel / plain copy of its output (target >= 0.5)", f"{rates['copy_ratio']:.2f}"))
     return rows
 
 
