@@ -70,7 +70,7 @@ def test_cli_table(converted, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "[train]" in res.stdout and "[sup]" in res.stdout and "lost EOS" in res.stdout
     assert "no L hand / no R hand = share of frames whose left / right hand is entirely missing" in res.stdout
-    assert list(tmp_path.iterdir()) == []
+    assert [p for p in tmp_path.iterdir() if p.name != "mplconfig"] == []  # no PNG, nothing else
 
 
 @needs("matplotlib")
@@ -134,3 +134,38 @@ def test_png_of_the_training_augmentations(converted, tmp_path):
     assert res.stdout.startswith(f"{tmp_path}/aug.png: PNG of the training augmentations")
     img = np.asarray(Image.open(tmp_path / "aug.png").convert("L"))
     assert img.shape == (640, 1300) and (img < 128).mean() > 0.002
+
+
+def _inspect(tmp_path, *args):
+    res = subprocess.run([sys.executable, "-m", "aslfr.inspect", *args], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
+    return res.returncode, res.stdout, res.stderr
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aslfr: error: "), stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("made", [True, False], ids=["empty-folder", "no-folder"])
+def test_inspect_without_records_folder(tmp_path, made):
+    out = tmp_path / "out"
+    if made:
+        out.mkdir()
+    rc, stdout, stderr = _inspect(tmp_path, f"out_dir={out}")
+    line = _one_error_line(stderr)
+    assert rc == 1 and stdout == ""
+    assert line == f"aslfr: error: {out}: " + ("no finished records folder (tfrecords/<split>/manifest.json); convert first"
+                                               if made else "no such file or folder")
+    written = sorted(p.name for p in tmp_path.iterdir() if p.name != "mplconfig")  # matplotlib's own cache
+    assert written == (["out"] if made else [])  # nothing written
+
+
+def test_inspect_unknown_sequence_id(converted, tmp_path):
+    pytest.importorskip("matplotlib", reason="pictures need matplotlib (aslfr[viz])")
+    rc, stdout, stderr = _inspect(tmp_path, f"out_dir={converted}", "+sequence_id=987654321", f"png={tmp_path}/x.png")
+    line = _one_error_line(stderr)
+    assert rc == 1 and stdout == ""
+    assert "sequence 987654321 not found" in line and str(converted) in line
+    assert [p for p in tmp_path.iterdir() if p.name != "mplconfig"] == []  # no PNG, nothing else

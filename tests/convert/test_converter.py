@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import crc32c
 import numpy as np
@@ -137,3 +136,124 @@ def test_index_files_beside_shards(converted):
         assert [o for o, _ in pairs] == [0] + list(np.cumsum([n for _, n in pairs])[:-1])
         assert sum(n for _, n in pairs) == (d / name).stat().st_size
     assert sorted(p.name for p in d.glob("*.tfindex")) == sorted(n.replace(".tfrec", ".tfindex") for n in tfrec_names(d))
+
+
+def _records(records_dir) -> dict[str, list[dict]]:
+    """Shard name -> its records, parsed with the `tfrecord` package's protobufs (not aslfr's decoder)."""
+    from compare import records
+
+    return {p.name: records(p) for p in sorted(records_dir.glob("*.tfrec"))}
+
+
+def _value(rec, key):
+    return rec[key][1][0]
+
+
+@pytest.fixture
+def one_file(tmp_path):
+    """One parquet file of 24 sequences (so shards of several records), 6 participants."""
+    from aslfr.source.synthetic import SplitSpec, generate
+
+    return generate(tmp_path / "data", SplitSpec(1, 24, 4, 6), SplitSpec(1, 8, 4, 4), seed=11)
+
+
+def test_sup_weight_is_written_to_sup_records_only(one_file, tmp_path):
+    import numpy as np
+
+    from conftest import convert
+
+    out = tmp_path / "out"
+    for split in ("train", "supplemental"):
+        convert(one_file, out, "num_workers=0", f"split={split}", "sup_weight=0.35")
+    bits = {name: {int(_value(r, "weight")) for r in recs} for name, recs in _records(out / "tfrecords/sup").items()}
+    assert bits and set().union(*bits.values()) == {int(np.float32(0.35).view(np.uint32))}
+    train = [r for recs in _records(out / "tfrecords/train").values() for r in recs]
+    assert len(train) == 24 and {int(_value(r, "weight")) for r in train} == {int(np.float32(1.0).view(np.uint32))}
+
+
+def _notebook_order(nb, tmp_path, n: int, buffer: int, seed: int) -> list[int]:
+    """The order in which the reference notebook's own TfrecordsWriter emits n records."""
+    from types import SimpleNamespace
+
+    w = nb["TfrecordsWriter"](str(tmp_path / "order.tfrec"), buffer_size=buffer, shuffle=True, seed=seed)
+    got: list[int] = []
+    w.writer = SimpleNamespace(write=got.append)
+    for i in range(n):
+        w.write_example(SimpleNamespace(SerializeToString=lambda i=i: i))
+    w.close()
+    return got
+
+
+@pytest.mark.parametrize("buffer,seed", [(3, 5), (0, 5), (1000, 1024)])
+def test_shuffle_settings_give_the_notebook_writer_order(one_file, tmp_path, notebook, buffer, seed):
+    """Within a shard, records come in the order the notebook's writer gives the file's sequences of
+    that fold (parquet order) with that buffer and seed; buffer 0 keeps the parquet order."""
+    import pandas as pd
+
+    from conftest import convert
+
+    out = tmp_path / f"out{buffer}"
+    convert(one_file, out, "num_workers=0", "folds=2", f"shuffle_buffer={buffer}", f"shuffle_seed={seed}")
+    (parquet,) = pd.read_csv(one_file / "train.csv").path.unique()
+    position = {sid: k for k, sid in enumerate(pd.read_parquet(one_file / parquet).index.unique())}
+    shuffled = False
+    for name, recs in _records(out / "tfrecords/train").items():
+        got = [_value(r, "sequence_id") for r in recs]
+        in_parquet_order = sorted(got, key=position.__getitem__)
+        assert len(got) >= 7
+        want = [in_parquet_order[j] for j in _notebook_order(notebook, tmp_path, len(got), buffer, seed)]
+        assert got == want, name
+        shuffled |= got != in_parquet_order
+    assert shuffled == (buffer != 0)
+
+
+def test_fold_seed_gives_sklearns_folds(tmp_path, notebook):
+    """Folds equal sklearn's StratifiedGroupKFold(4, shuffle, random_state=fold_seed) over the CSV, grouped
+    by participant and stratified by the notebook's phrase types; another seed gives other folds."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from aslfr.source.synthetic import SplitSpec, generate
+    from conftest import convert
+
+    data = generate(tmp_path / "data", SplitSpec(2, 16, 4, 9), SplitSpec(1, 4, 4, 4), seed=5)
+    csv = pd.read_csv(data / "train.csv", keep_default_na=False)
+    types = [notebook["get_phrase_type"](p) for p in csv.phrase]
+
+    def sklearn_folds(seed):
+        folds = np.zeros(len(csv), dtype=int)
+        skf = StratifiedGroupKFold(n_splits=4, random_state=seed, shuffle=True)
+        for i, (_, val) in enumerate(skf.split(csv, types, csv.participant_id)):
+            folds[val] = i
+        return dict(zip(csv.sequence_id.tolist(), folds.tolist()))
+
+    want = sklearn_folds(7)
+    assert want != sklearn_folds(1229)  # the setting matters on this data
+    convert(data, tmp_path / "out", "num_workers=0", "fold_seed=7")
+    got = {}
+    for name, recs in _records(tmp_path / "out/tfrecords/train").items():
+        for r in recs:
+            got[_value(r, "sequence_id")] = _value(r, "fold")
+            assert int(name.split(".")[0]) % 4 == _value(r, "fold")  # shard number = file * folds + fold
+    assert got == want
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_verify_resumed_rewrites_a_same_size_corrupted_shard(one_file, tmp_path, verify):
+    """A kept shard whose bytes changed at the same size: rewritten with verify_resumed=true, kept
+    (still the corrupted bytes) with false. Judged by content."""
+    from conftest import convert
+
+    out = tmp_path / "out"
+    convert(one_file, out, "num_workers=0")
+    shard = sorted((out / "tfrecords/train").glob("*.tfrec"))[1]
+    good = shard.read_bytes()
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0xFF
+    shard.write_bytes(bytes(bad))
+    others = {p: p.read_bytes() for p in (out / "tfrecords/train").glob("*.tfrec") if p != shard}
+    r = convert(one_file, out, "num_workers=0", f"verify_resumed={str(verify).lower()}")
+    assert shard.read_bytes() == (good if verify else bytes(bad))
+    assert r["shards_written"] == (1 if verify else 0)
+    assert all(p.read_bytes() == b for p, b in others.items())

@@ -418,3 +418,11 @@ def test_rerun_with_other_layout_leaves_only_its_shards(tiny, tmp_path):
     assert tfrec_names(d) == listed
     assert all(int(n.split(".")[0]) < 8 for n in listed)
     assert sorted(p.name.replace(".tfindex", ".tfrec") for p in d.glob("*.tfindex")) == listed
+
+
+@pytest.mark.parametrize("key", ["shuffle_buffer", "num_workers"])
+def test_converter_refuses_negative_setting_by_name(small_data, tmp_path, key):
+    with pytest.raises(InputError) as e:
+        convert(small_data, tmp_path / "out", f"{key}=-1")
+    assert str(e.value) == f"{key} must be >= 0, got -1"
+    assert not (tmp_path / "out").exists()  # refused before any work

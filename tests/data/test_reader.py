@@ -13,6 +13,7 @@ from conftest import convert
 from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files, fold_of
 from aslfr.convert.stats import from_records
 from aslfr.data.transforms.frame import FrameTransform, n_cols
+from aslfr.format.manifest import ManifestError
 
 
 def _same(a, b):
@@ -213,3 +214,96 @@ def test_train_demo_loss_falls(converted, capsys):
     assert "training path: 769 columns x 320 frames" in out and "valid CTC NLL" in out and "(inference path, fold 0)" in out
     losses = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("epoch")]
     assert len(losses) >= 2 and losses[-1] < losses[0]
+
+
+@pytest.fixture
+def no_torchrun(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"rank": 2, "world_size": 2}, "rank must be in 0..world_size-1, got rank=2 world_size=2"),
+    ({"rank": -1, "world_size": 2}, "rank must be in 0..world_size-1, got rank=-1 world_size=2"),
+    ({"rank": 0, "world_size": 0}, "world_size must be >= 1, got rank=0 world_size=0"),
+    ({"rank": 1}, "rank=1 given without world_size="),
+    ({"world_size": 2}, "world_size=2 given without rank="),
+])
+def test_bad_rank_arguments(converted, no_torchrun, kw, message):
+    with pytest.raises(ValueError, match=message):
+        TFRecordShards(converted / "tfrecords/train", **kw)
+
+
+@pytest.mark.parametrize("rank,world,message", [
+    ("3", "2", "RANK must be in 0..WORLD_SIZE-1, got RANK=3 WORLD_SIZE=2 in the environment"),
+    ("0", "0", "WORLD_SIZE must be >= 1, got RANK=0 WORLD_SIZE=0 in the environment"),
+    ("x", "2", "RANK and WORLD_SIZE must be integers, got RANK=x WORLD_SIZE=2 in the environment"),
+])
+def test_bad_rank_environment(converted, monkeypatch, rank, world, message):
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", world)
+    with pytest.raises(ValueError, match=message):
+        TFRecordShards(converted / "tfrecords/train")
+
+
+def test_rank_argument_completed_by_environment(converted, monkeypatch):
+    """A rank given alone takes the world size from torchrun's environment (and the reverse)."""
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    d = converted / "tfrecords/train"
+    shares = [[int(x["sequence_id"]) for x in TFRecordShards(d, rank=r, torch_values=False)] for r in range(3)]
+    assert (TFRecordShards(d, world_size=4).rank, TFRecordShards(d, world_size=4).world_size) == (0, 4)
+    assert [len(s) for s in shares] == [16, 16, 16]  # 48 records, a third each
+    assert len({i for s in shares for i in s}) == 48
+
+
+def _duplicate_message(first, again):
+    also = "" if str(first) == str(again) else f" (also as {first})"
+    return f"{again}: shard given twice{also}; each shard may be read once"
+
+
+def test_duplicate_shards_refused(converted, tmp_path):
+    d = converted / "tfrecords/train"
+    first = sorted(d.glob("*.tfrec"), key=lambda p: int(p.name.split(".")[0]))[0]  # the manifest's first
+    link = tmp_path / "link"
+    link.symlink_to(d)
+    for paths, again, earlier in [([d, d], first, first), ([d, first], first, first),
+                                  ([str(first), d], first, first), ([d, link], link / first.name, first)]:
+        for reader in (TFRecordShards, TFRecordIndexed):
+            with pytest.raises(ManifestError) as e:
+                reader(paths)
+            assert str(e.value) == _duplicate_message(earlier, again)
+
+
+def test_fold_files_refuses_sup_dir_equal_to_records_dir(converted):
+    d = converted / "tfrecords/train"
+    first = sorted(d.glob("*.tfrec"), key=lambda p: int(p.name.split(".")[0]))[0]
+    with pytest.raises(ManifestError) as e:
+        fold_files(d, sup_dir=d)
+    assert str(e.value) == _duplicate_message(first, first)
+    train, valid = fold_files(d, sup_dir=converted / "tfrecords/sup")  # distinct folders still work
+    assert len(set(train)) == len(train) and not set(train) & set(valid)
+
+
+def test_indexed_reader_indices(converted):
+    d = converted / "tfrecords/train"
+    ds = TFRecordIndexed(d, torch_values=False)
+    order = [int(x["sequence_id"]) for x in TFRecordShards(d, torch_values=False)]  # the streaming reader
+    assert len(ds) == len(order) == 48
+    assert [int(ds[i]["sequence_id"]) for i in (0, 47, -1, -48, np.int64(5), torch.tensor(6))] == \
+        [order[0], order[47], order[-1], order[0], order[5], order[6]]
+    for bad in (48, -49):
+        with pytest.raises(IndexError) as e:
+            ds[bad]
+        assert str(e.value) == f"record {bad} out of range: 48 records"
+    for bad, kind in ((slice(1, 3), "slice"), (1.0, "float"), ("3", "str")):
+        with pytest.raises(TypeError) as e:
+            ds[bad]
+        assert str(e.value) == f"TFRecordIndexed indices must be integers, not {kind} " \
+            "(for a range of records use torch.utils.data.Subset)"
+
+
+def test_reader_refuses_negative_shuffle_buffer(converted):
+    with pytest.raises(ValueError) as e:
+        TFRecordShards(converted / "tfrecords/train", shuffle=True, shuffle_buffer=-1)
+    assert str(e.value) == "shuffle_buffer must be >= 0 (0: no record buffer), got -1"

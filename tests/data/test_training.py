@@ -10,6 +10,8 @@ from torch.utils.data import DataLoader
 
 import aslfr
 from test_train_pipeline import CASES, G, draws_of, exact, frames_of, tf_out
+from aslfr.data.transforms import augment as A
+from aslfr.data.transforms.reference import ReferencePreprocess, reference_preprocess, reference_preprocess_batch
 
 
 @pytest.mark.parametrize("ci", [i for i, m in enumerate(CASES) if not m["train"] and m["mode"] == "tf.data"])
@@ -168,3 +170,62 @@ def test_held_batches_stay_intact_while_workers_reuse_their_segments(converted):
             assert np.array_equal(chunk.numpy(), ref[sid], equal_nan=True)
             seen += 1
     assert seen == 48
+
+
+MEANS, STDS = torch.zeros(384), torch.ones(384)
+
+
+def _raises(fn, message, *args, **kw):
+    with pytest.raises(ValueError) as e:
+        fn(*args, **kw)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("shape", [(2, 50, 384), (0, 384), (384,)])
+def test_reference_preprocess_transform_checks_the_shape(shape, train):
+    """The reader transform refuses what `reference_preprocess` refuses, with the same message."""
+    message = f"expected one sequence [T>=1, 384], got shape {shape}"
+    _raises(reference_preprocess, message, torch.zeros(shape), MEANS, STDS, train=train)
+    t = ReferencePreprocess(MEANS, STDS, train=train)
+    _raises(t, message, {"frames": torch.zeros(shape)}, generator=torch.Generator().manual_seed(0))
+    _raises(t, message, torch.zeros(shape))
+
+
+def test_reference_preprocess_errors():
+    x = torch.zeros(5, 384)
+    _raises(reference_preprocess, "frames must have 384 columns, got shape (5, 100)", torch.zeros(5, 100),
+            MEANS, STDS, train=False)
+    _raises(reference_preprocess, "rounding must be one of ('tf.data', 'tf.function'), got 'tf.lite'", x,
+            MEANS, STDS, train=False, rounding="tf.lite")
+    _raises(reference_preprocess, "inv_stds only applies to rounding='tf.function'", x, MEANS, STDS,
+            train=False, inv_stds=STDS)
+
+
+def test_reference_preprocess_batch_errors():
+    x, lens = torch.zeros(2, 5, 384), torch.tensor([5, 3])
+    run = reference_preprocess_batch
+    _raises(run, "frames must have 384 columns, got shape (2, 5, 100)", torch.zeros(2, 5, 100), lens,
+            MEANS, STDS, train=False)
+    _raises(run, "expected [B, T, 384] (or packed [sum(lengths), 384]), got shape (384,)", torch.zeros(384), lens,
+            MEANS, STDS, train=False)
+    _raises(run, "lengths must be >= 1 and sum to 5 rows", torch.zeros(5, 384), lens, MEANS, STDS, train=False)
+    for bad in ([0, 3], [6, 3], [5, -1]):
+        _raises(run, "lengths must be in [1, T=5]", x, torch.tensor(bad), MEANS, STDS, train=False)
+    _raises(run, "1 draws for 2 sequences", x, lens, MEANS, STDS, train=True, draws=[A.TorchDraw(None)])
+    _raises(run, "rounding must be one of ('tf.data', 'tf.function'), got 'x'", x, lens, MEANS, STDS,
+            train=False, rounding="x")
+    _raises(run, "inv_stds only applies to rounding='tf.function'", x, lens, MEANS, STDS, train=False,
+            inv_stds=STDS)
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("n_frames", [320, 64])
+def test_reference_preprocess_batch_of_none(train, n_frames):
+    """B=0 gives what a batch of one gives, less its one sequence: [0, n_frames, 769] and lengths [0]."""
+    one, one_lens = reference_preprocess_batch(torch.rand(1, 40, 384), [40], MEANS, STDS, train=train,
+                                               n_frames=n_frames, generator=torch.Generator().manual_seed(0))
+    out, lens = reference_preprocess_batch(torch.zeros(0, 40, 384), [], MEANS, STDS, train=train, n_frames=n_frames)
+    assert one.shape == (1, n_frames, 769)
+    assert (out.shape, out.dtype) == ((0, n_frames, 769), one.dtype)
+    assert (lens.shape, lens.dtype) == ((0,), one_lens.dtype)
