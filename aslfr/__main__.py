@@ -8,13 +8,13 @@ import sys
 
 #: command -> (module whose main() runs it, what it does in one line)
 COMMANDS = {
-    "convert": ("aslfr.convert.cli", "competition parquet -> the reference's fold-sharded TFRecords (key=value ...)"),
-    "merge": ("aslfr.merge", "finalize the parts written by separate jobs: manifest.json, means.npy, stds.npy"),
-    "verify": ("aslfr.verify", "check records folders against their manifests (exit 1 on failure)"),
-    "inspect": ("aslfr.inspect", "what a conversion wrote, per split and fold; +sequence_id=N: a PNG of one sequence"),
-    "stats": ("aslfr.stats", "recompute means.npy / stds.npy from the records"),
-    "synthetic": ("aslfr.synthetic", "synthetic data in the competition layout"),
-    "train-demo": ("aslfr.train_demo", "a tiny CTC model trained for a few steps on the records, as the reference"),
+    "convert": ("aslfr.commands.convert", "competition parquet -> the reference's fold-sharded TFRecords (key=value ...)"),
+    "merge": ("aslfr.commands.merge", "finalize the parts written by separate jobs: manifest.json, means.npy, stds.npy"),
+    "verify": ("aslfr.commands.verify", "check records folders against their manifests (exit 1 on failure)"),
+    "inspect": ("aslfr.commands.inspect", "what a conversion wrote, per split and fold; +sequence_id=N: a PNG of one sequence"),
+    "stats": ("aslfr.commands.stats", "recompute means.npy / stds.npy from the records"),
+    "synthetic": ("aslfr.commands.synthetic", "synthetic data in the competition layout"),
+    "train-demo": ("aslfr.commands.train_demo", "a tiny CTC model trained for a few steps on the records, as the reference"),
     "bench": ("aslfr.bench", "speed and memory of the converter and the reader against the I/O floor"),
 }
 ALIASES = {"train_demo": "train-demo"}

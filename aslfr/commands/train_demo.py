@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import aslfr
-from aslfr.cli import add_out_dir, one_line_errors, prog
+from aslfr.commands.cli import add_out_dir, one_line_errors, prog
 from aslfr.errors import InputError
 from aslfr.format.vocab import VOCAB_SIZE
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aslfr.cli import add_out_dir, one_line_errors, prog
+from aslfr.commands.cli import add_out_dir, one_line_errors, prog
 
 
 def main(argv: list[str] | None = None) -> int:

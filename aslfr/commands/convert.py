@@ -11,7 +11,7 @@ import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from aslfr.cli import CONFIG_DIR, fail, one_line_errors
+from aslfr.commands.cli import CONFIG_DIR, fail, one_line_errors
 from aslfr.convert.settings import Settings
 from aslfr.errors import InputError
 from aslfr.format import storage
