@@ -117,11 +117,14 @@ class FileConversion(Dataset):
 
 def _completed(p: Plan, i: int) -> dict[int, dict]:
     """fold -> receipt for the selected folds of file i whose shards are complete, intact and made
-    from the same config and inputs."""
+    from the same config and inputs. Under strict=true a shard written without some of its CSV
+    sequences is not kept: converting it again fails naming them, as a fresh strict run does."""
     s = p.settings
     out = {}
     for f in s.selected_folds:
         r = receipts.load_receipt(s.records_dir, layout.shard_number(i, f, s.folds), s.storage_options)
+        if s.strict and r and r.get("missing"):
+            continue
         if receipts.receipt_holds(s.records_dir, r, s.output_config(), s.verify_resumed, p.inputs[i], s.storage_options):
             out[f] = r
     return out
@@ -216,6 +219,7 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
         raise InputError(f"{path}: sequence {sid}: in the CSV but not in the parquet file (strict=true)")
     source = _relative(path, s.data_dir)
     cfg = s.output_config()
+    receipts.withdraw_manifest(s.records_dir, s.storage_options)
     for f, ks in groups.items():
         number = layout.shard_number(i, f, s.folds)
         stats = ColumnStats()

@@ -54,6 +54,13 @@ def receipt_holds(records_dir: Location, receipt: dict[str, Any] | None, config:
     return not check_crc or file_crc32c(path, options) == shard["crc32c"]
 
 
+def withdraw_manifest(records_dir: Location, options: Options = None) -> None:
+    """Remove manifest.json before any shard of the folder is replaced: the manifest is the split's
+    commit point, so readers refuse the folder until `finalize` describes the new shards, rather than
+    mix shards of two configurations under the old manifest."""
+    storage.remove(storage.join(records_dir, layout.MANIFEST), options)
+
+
 def _remove_unlisted(records_dir: Location, listed: set[str], numbers: set[int], options: Options) -> None:
     """Delete shards (and their indexes and receipts) left by an earlier run with another layout
     (e.g. more files or folds), so that `glob('*.tfrec')` finds exactly the manifest's shards."""
