@@ -7,6 +7,7 @@ input as `aslfr: error: ...` and exit 1; `ASLFR_TRACEBACK=1` shows the traceback
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -48,6 +49,31 @@ def path_as_out_dir(argv: list[str]) -> list[str]:
     if len(argv) > 1 and "=" not in argv[1] and not argv[1].startswith("-"):
         return [argv[0], f"out_dir={argv[1]}", *argv[2:]]
     return argv
+
+
+#: storage option names that carry credentials (s3fs, gcsfs, adlfs and botocore spellings)
+SECRET_OPTIONS = {"key", "secret", "token", "password", "session_token", "access_key", "secret_key", "account_key",
+                  "sas_token", "connection_string", "client_secret", "aws_access_key_id", "aws_secret_access_key",
+                  "aws_session_token"}
+#: gcsfs `token` values that say where to find the credentials rather than being them
+_TOKEN_SOURCES = {"anon", "google_default", "cache", "cloud", "browser", "null", "none", "false"}
+
+
+def refuse_credentials(argv: list[str]) -> None:
+    """Fail before Hydra starts if a `storage_options` override on the command line carries a credential:
+    Hydra prints a sweep's overrides, saves them in multirun.yaml and the job logs, and a SLURM launcher
+    pickles them to disk; shell history keeps them too. The environment or a profile carries them instead."""
+    for arg in argv[1:]:
+        if "storage_options" not in arg:
+            continue
+        for name, value in re.findall(r"([A-Za-z_]\w*)\s*[=:]\s*['\"]?([^,{}'\"\s]*)", arg):
+            if name.lower() not in SECRET_OPTIONS:
+                continue
+            if name.lower() == "token" and (value.lower() in _TOKEN_SOURCES or "/" in value):
+                continue  # gcsfs: a method or a credentials file's path
+            fail(f"storage_options.{name} on the command line: Hydra would print it and save it with the "
+                 f"run's logs; give credentials through the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
+                 f"GOOGLE_APPLICATION_CREDENTIALS) or a profile (+storage_options.profile=NAME, ~/.aws/credentials)")
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
