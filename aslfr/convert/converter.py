@@ -324,7 +324,12 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
 
 def _write_inference_args(s: Settings) -> None:
     """`inference_args.json` in out_dir, unless it is there already (the first write into an out_dir)."""
-    storage.makedirs(s.out_dir)
+    try:
+        storage.makedirs(s.out_dir)
+    except FileExistsError:
+        raise InputError(f"out_dir={s.out_dir}: a file, not a folder") from None
+    except NotADirectoryError:
+        raise InputError(f"out_dir={s.out_dir}: cannot be a folder, a file is in its path") from None
     args = storage.join(storage.location(s.out_dir), layout.INFERENCE_ARGS)
     try:
         same = storage.read_bytes(args, s.storage_options) == inference_args_bytes()
