@@ -4,6 +4,7 @@ as git's; `python -m aslfr.<command> ...` runs the same command."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 #: command -> (module whose main() runs it, what it does in one line)
@@ -30,7 +31,14 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run `aslfr <command> args...`: the command's own main() sees sys.argv = ["aslfr <command>", args...],
     as Hydra commands read sys.argv."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _run(sys.argv[1:] if argv is None else list(argv))
+    except BrokenPipeError:  # `aslfr --help | head`: the reader is gone, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush has nowhere to fail
+        return 1
+
+
+def _run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2

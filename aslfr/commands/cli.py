@@ -33,8 +33,17 @@ def fail(e: BaseException | str, code: int = 1) -> NoReturn:
 
 def prog(module: str) -> str:
     """The command's name in its usage line: `aslfr <command>` under the console script (which sets
-    argv[0] so), else `python -m <module>`."""
-    return sys.argv[0] if sys.argv[0].startswith("aslfr ") else f"python -m {module}"
+    argv[0] so), `aslfr-convert` under that script, else `python -m <module>`."""
+    if sys.argv[0].startswith("aslfr ") or Path(sys.argv[0]).name == "aslfr-convert":
+        return Path(sys.argv[0]).name
+    return f"python -m {module}"
+
+
+def hydra_prog() -> None:
+    """Let the Hydra commands' help templates name the command as it was run: `${aslfr.prog:aslfr.convert}`."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("aslfr.prog", prog, replace=True)
 
 
 def add_out_dir(parser: ArgumentParser, help: str, default: str | None = None) -> None:

@@ -12,7 +12,7 @@ import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from aslfr.commands.cli import CONFIG_DIR, fail, one_line_errors, refuse_credentials
+from aslfr.commands.cli import CONFIG_DIR, hydra_prog, fail, one_line_errors, refuse_credentials
 from aslfr.convert.settings import Settings
 from aslfr.errors import InputError
 from aslfr.format import storage
@@ -79,6 +79,7 @@ def _app(cfg: DictConfig) -> dict:
 
 
 def main() -> None:
+    hydra_prog()
     refuse_credentials(sys.argv)
     _app()
 

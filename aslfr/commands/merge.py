@@ -8,7 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from aslfr.commands.cli import CONFIG_DIR, one_line_errors, path_as_out_dir, refuse_credentials
+from aslfr.commands.cli import CONFIG_DIR, hydra_prog, one_line_errors, path_as_out_dir, refuse_credentials
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="merge")
@@ -29,6 +29,7 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    hydra_prog()
     refuse_credentials(sys.argv)
     sys.argv = path_as_out_dir(sys.argv)
     _app()

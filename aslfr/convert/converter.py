@@ -316,7 +316,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     with claimed(s.records_dir, p.fingerprint(), s.storage_options):
         result = _convert(p, t0)
         if finalize:
-            result["finalized"] = finalize_split(p) is not None
+            result["finalized"] = finalize_split(p)[0] is not None
     if s.report:
         storage.write_bytes(storage.location(s.report), json.dumps(result, indent=1).encode(), s.storage_options)
     return result
@@ -398,19 +398,25 @@ def _convert(p: Plan, t0: float) -> dict[str, Any]:
     return result
 
 
-def finalize_split(p: Plan) -> Manifest | None:
+def finalize_split(p: Plan) -> tuple[Manifest | None, list[int]]:
     """Write the manifest and statistics if every unit of the split is complete for this config and
-    these inputs; holds the run-wide lock and every unit lock, so no unit is being written meanwhile."""
+    these inputs; holds the run-wide lock and every unit lock, so no unit is being written meanwhile.
+    Returns the manifest, or None and the shard numbers of the units missing or out of date."""
     s = p.settings
     numbers = [layout.shard_number(i, f, s.folds) for i in range(len(p.files)) for f in range(s.folds)]
     o = s.storage_options
     with claimed(s.records_dir, p.fingerprint(), o), locked(layout.lock_path(s.records_dir)), \
             locked_all(layout.lock_path(s.records_dir, n) for n in numbers):
+        held, missing = {}, []
         for n in numbers:
             r = receipts.load_receipt(s.records_dir, n, o)
-            if not receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[n // s.folds], o):
-                return None
-        return receipts.finalize(s.records_dir, numbers, s.output_config(), o)
+            if receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[n // s.folds], o):
+                held[n] = r
+            else:
+                missing.append(n)
+        if missing:
+            return None, missing
+        return receipts.finalize(s.records_dir, held, s.output_config(), o), []
 
 
 def format_summary(r: dict[str, Any], in_sweep: bool = False) -> str:
