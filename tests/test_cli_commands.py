@@ -28,9 +28,9 @@ def test_make_demo_and_test_do_what_the_readme_says(tmp_path):
     venv, data, out = tmp_path / "venv", tmp_path / "data", tmp_path / "out"  # whatever `make demo` left in the checkout
     demo = _make("-n", "demo", f"VENV={venv}", f"DATA={data}", f"OUT={out}").stdout.splitlines()
     assert demo[0] == f"python3 -m venv {venv}"
-    assert demo[-3:] == [f"{venv}/bin/python -m aslfr.synthetic data_dir={data}",
-                         f"{venv}/bin/python -m aslfr.convert data_dir={data} out_dir={out}",
-                         f"{venv}/bin/python -m aslfr.convert data_dir={data} out_dir={out} split=supplemental"]
+    assert demo[-3:] == [f'{venv}/bin/python -m aslfr.synthetic "data_dir={data}"',
+                         f'{venv}/bin/python -m aslfr.convert "data_dir={data}" "out_dir={out}"',
+                         f'{venv}/bin/python -m aslfr.convert "data_dir={data}" "out_dir={out}" split=supplemental']
     test = _make("-n", "test", f"VENV={venv}").stdout.splitlines()
     assert test[0] == f"python3 -m venv {venv}" and test[-1] == f"{venv}/bin/python -m pytest -q"
 

@@ -4,12 +4,13 @@ progress= that convert takes."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, tree_bytes
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -37,3 +38,13 @@ def test_merge_takes_progress(small_data, converted, tmp_path):
                           "progress=false"], capture_output=True, text=True, env=ENV, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("manifest.json, means.npy, stds.npy written") == 2
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_takes_an_out_dir_with_a_space(small_data, converted, tmp_path):
+    out = tmp_path / "a b"
+    res = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "convert", f"PY={sys.executable}",
+                          f"DATA={small_data}", f"OUT={out}", "ARGS=progress=false num_workers=0"],
+                         capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert tree_bytes(out / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")
