@@ -119,14 +119,16 @@ def _marker(marker: Location, options: Mapping[str, Any] | None) -> dict[str, An
 
 
 def _live(marker: Location, options: Mapping[str, Any] | None) -> bool:
-    """Whether a marker's run may still be writing: its lease has not expired and, on this host, its
-    process exists. An expired marker is removed."""
+    """Whether a marker's run may still be writing: its lease has not expired and, for a local folder
+    written from this host, its process exists (containers sharing a bucket may share a host name).
+    An expired marker is removed."""
     who = _marker(marker, options)
     if who is None:  # removed meanwhile: its run ended
         return False
     expires = who.get("expires")
     gone = not isinstance(expires, (int, float)) or expires < time.time()
-    if not gone and who.get("host") == os.uname().nodename and isinstance(who.get("pid"), int):
+    if not gone and not storage.is_url(marker) and who.get("host") == os.uname().nodename \
+            and isinstance(who.get("pid"), int):
         try:
             os.kill(who["pid"], 0)
         except ProcessLookupError:
