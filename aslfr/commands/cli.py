@@ -46,11 +46,16 @@ def hydra_prog() -> None:
     OmegaConf.register_new_resolver("aslfr.prog", prog, replace=True)
 
 
-def add_out_dir(parser: ArgumentParser, help: str, default: str | None = None) -> None:
-    """The output folder as every command takes it: `out_dir=PATH`, the Hydra commands' spelling, or
-    the bare PATH that verify, stats and train_demo took first."""
+def out_dir_parser(module: str, doc: str, help: str, epilog: str | None = None,
+                   default: str | None = None) -> ArgumentParser:
+    """The argument parser of a command over the converter's output: usage named as run (`prog`), the
+    description from the module's docstring, and the output folder as every command takes it:
+    `out_dir=PATH`, the Hydra commands' spelling, or the bare PATH that verify, stats and train_demo
+    took first."""
+    parser = ArgumentParser(prog=prog(module), description=doc.split("\n\n")[0], epilog=epilog)
     parser.add_argument("out_dir", metavar="out_dir=PATH", type=lambda v: v.removeprefix("out_dir="),
                         nargs="?" if default else None, default=default, help=help)
+    return parser
 
 
 def path_as_out_dir(argv: list[str]) -> list[str]:
