@@ -1,6 +1,7 @@
 # aslfr: `make demo` sets up .venv, generates synthetic data and converts it; `make test` runs the tests.
 # Real data: `make convert DATA=/data/asl OUT=/data/aslfr [SPLIT=supplemental] [FOLD=2] [ARGS="num_workers=8"]`,
 # then `make verify OUT=/data/aslfr` and `make inspect OUT=/data/aslfr`. PY=/path/to/python skips the .venv.
+# OUT (and DATA, outside `make demo`) may hold spaces: OUT="/data/a b"; ARGS is split into words.
 # `make bench-tf`: `make bench` beside the reference's own tf.data pipeline, run from a throwaway .venv-tf
 # (tensorflow-cpu; never a dependency of aslfr) on a clone of the reference (REF_SRC=.../src/tf: a local checkout).
 PYTHON ?= python3
@@ -33,29 +34,29 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 $(DATA)/train.csv: | $(SETUP)
-	$(PY) -m aslfr.synthetic data_dir=$(DATA)
+	$(PY) -m aslfr.synthetic "data_dir=$(DATA)"
 
 demo: $(SETUP) $(DATA)/train.csv
-	$(PY) -m aslfr.convert data_dir=$(DATA) out_dir=$(OUT)
-	$(PY) -m aslfr.convert data_dir=$(DATA) out_dir=$(OUT) split=supplemental
+	$(PY) -m aslfr.convert "data_dir=$(DATA)" "out_dir=$(OUT)"
+	$(PY) -m aslfr.convert "data_dir=$(DATA)" "out_dir=$(OUT)" split=supplemental
 
 convert: $(SETUP)
-	$(PY) -m aslfr.convert data_dir=$(DATA) out_dir=$(OUT) split=$(SPLIT) $(if $(FOLD),+fold=$(FOLD)) $(ARGS)
+	$(PY) -m aslfr.convert "data_dir=$(DATA)" "out_dir=$(OUT)" "split=$(SPLIT)" $(if $(FOLD),+fold=$(FOLD)) $(ARGS)
 
 merge: $(SETUP)
-	$(PY) -m aslfr.merge data_dir=$(DATA) out_dir=$(OUT) $(ARGS)
+	$(PY) -m aslfr.merge "data_dir=$(DATA)" "out_dir=$(OUT)" $(ARGS)
 
 verify: $(SETUP)
-	$(PY) -m aslfr.verify out_dir=$(OUT)
+	$(PY) -m aslfr.verify "out_dir=$(OUT)"
 
 inspect: $(SETUP)
-	$(PY) -m aslfr.inspect out_dir=$(OUT) $(ARGS)
+	$(PY) -m aslfr.inspect "out_dir=$(OUT)" $(ARGS)
 
 test: $(SETUP)
 	$(PY) -m pytest -q
 
 train-demo: demo
-	$(PY) -m aslfr.train_demo out_dir=$(OUT)
+	$(PY) -m aslfr.train_demo "out_dir=$(OUT)"
 
 bench: $(SETUP)
 	$(PY) -m aslfr.bench --data bench-data
@@ -75,4 +76,4 @@ bench-tf: $(SETUP) $(VENV_TF)/.installed $(REF_SRC)/preprocess.py
 	$(PY) -m aslfr.bench --data bench-data --tf-python $(VENV_TF)/bin/python --ref-src $(REF_SRC)
 
 clean:
-	rm -rf $(OUT) $(DATA) .pytest_cache
+	rm -rf "$(OUT)" "$(DATA)" .pytest_cache

@@ -9,10 +9,15 @@ into PyTorch. The public API is imported lazily, so `python -m aslfr.convert --h
 
 Layers (each imports only those above it): `format` (the record contract, no torch) -> `source`
 (competition CSV + parquet) -> `convert` (the writer) | `data` (the reader: Datasets, transforms,
-collate). The modules directly under `aslfr` are the commands (`python -m aslfr.<command>`).
+collate). The commands live in `aslfr.commands` and run as `python -m aslfr.<command>` too.
 """
 
+import os
 from importlib import import_module
+
+# `python -m aslfr.verify` finds aslfr/commands/verify.py: the commands keep their short names without
+# a module per command directly under aslfr/, where `inspect.py` shadowed the standard library's
+__path__.append(os.path.join(__path__[0], "commands"))
 
 __version__ = "0.1.0"
 

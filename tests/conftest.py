@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from aslfr.cli import CONFIG_DIR
-from aslfr.convert.cli import settings_from_config
+from aslfr.commands.cli import CONFIG_DIR
+from aslfr.commands.convert import settings_from_config
 from aslfr.source.synthetic import SplitSpec, generate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
-from aslfr.cli import one_line_errors, prog
+from aslfr.commands.cli import one_line_errors, prog
 from aslfr.errors import InputError
 from aslfr.format import storage
 

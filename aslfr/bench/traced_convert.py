@@ -43,7 +43,7 @@ def main() -> None:
 
     sys.argv = ["python -m aslfr.convert", *sys.argv[2:]]
     with PhaseTimer(phase_functions(), unit="other", report=report):
-        from aslfr.convert.cli import main as convert
+        from aslfr.commands.convert import main as convert
 
         convert()
 

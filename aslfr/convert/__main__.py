@@ -1,3 +1,3 @@
-from aslfr.convert.cli import main
+from aslfr.commands.convert import main
 
 main()

@@ -1,6 +1,7 @@
-"""The conversion: a torch Dataset whose item i converts parquet file i into its fold shards, driven
-by a DataLoader with worker processes. Files are independent, so the bytes written do not depend on
-the number of workers; the main process only collects receipts, shows progress and finalizes."""
+"""The conversion: a map-style dataset whose item i converts parquet file i into its fold shards, driven
+by a torch DataLoader with worker processes. Files are independent, so the bytes written do not depend
+on the number of workers; the main process only collects receipts, shows progress and finalizes. A run
+with nothing to write (every shard resumed) or no workers imports neither torch nor the writer."""
 
 from __future__ import annotations
 
@@ -12,16 +13,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
 
-from aslfr.convert import receipts, shards
+from aslfr.convert import receipts
 from aslfr.convert.locks import claimed, locked, locked_all
 from aslfr.convert.procinfo import peak_rss_mb, process_age, rss_mb
 from aslfr.convert.settings import Settings
-from aslfr.convert.shards import ShardWriter, reference_order
 from aslfr.convert.stats import ColumnStats
 from aslfr.errors import InputError
 from aslfr.format import layout, storage, vocab
@@ -89,7 +88,7 @@ def input_fingerprint(rows, path: str, options=None) -> str:
     return h.hexdigest()[:16]
 
 
-class FileConversion(Dataset):
+class FileConversion:
     """Item j converts parquet file `plan.file_numbers[j]` into its shards and returns a summary."""
 
     def __init__(self, p: Plan):
@@ -114,16 +113,27 @@ class FileConversion(Dataset):
             return {"error": f"{where}: {e.strerror or e} (while converting {self.p.files[i]})"}
 
 
-def _completed(p: Plan, i: int) -> dict[int, dict]:
-    """fold -> receipt for the selected folds of file i whose shards are complete, intact and made
-    from the same config and inputs."""
+def _completed(p: Plan, i: int, check_crc: bool) -> dict[int, dict]:
+    """fold -> receipt for the selected folds of file i whose shards are complete, intact (their CRC32C
+    checked with `check_crc`) and made from the same config and inputs. Under strict=true a shard
+    written without some of its CSV sequences is not kept: converting it again fails naming them, as
+    a fresh strict run does."""
     s = p.settings
     out = {}
     for f in s.selected_folds:
         r = receipts.load_receipt(s.records_dir, layout.shard_number(i, f, s.folds), s.storage_options)
-        if receipts.receipt_holds(s.records_dir, r, s.output_config(), s.verify_resumed, p.inputs[i], s.storage_options):
+        if s.strict and r and r.get("missing"):
+            continue
+        if receipts.receipt_holds(s.records_dir, r, s.output_config(), check_crc, p.inputs[i], s.storage_options):
             out[f] = r
     return out
+
+
+def _nothing_to_write(p: Plan) -> bool:
+    """Whether every shard of this run looks complete by its receipt and size (the CRCs are checked
+    by `convert_file` as it resumes each file)."""
+    s = p.settings
+    return s.resume and all(len(_completed(p, i, False)) == len(s.selected_folds) for i in p.file_numbers)
 
 
 class RecordBuffers:
@@ -167,7 +177,7 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
     their unit locks; one receipt per shard written."""
     s = p.settings
     with locked_all(layout.lock_path(s.records_dir, n) for n in p.numbers(i)):
-        done = _completed(p, i) if s.resume else {}
+        done = _completed(p, i, s.verify_resumed) if s.resume else {}
         summary = {"pid": os.getpid(), "file_index": i, "records": {f: 0 for f in s.selected_folds},
                    "shards": [], "resumed": len(done), "missing": 0}
         for f, r in done.items():
@@ -180,6 +190,8 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
 
 
 def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> None:
+    from aslfr.convert.shards import ShardWriter, reference_order
+
     s = p.settings
     path = p.files[i]
     t0 = time.perf_counter()
@@ -206,6 +218,7 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
         raise InputError(f"{path}: sequence {sid}: in the CSV but not in the parquet file (strict=true)")
     source = _relative(path, s.data_dir)
     cfg = s.output_config()
+    receipts.withdraw_manifest(s.records_dir, s.storage_options)
     for f, ks in groups.items():
         number = layout.shard_number(i, f, s.folds)
         stats = ColumnStats()
@@ -276,7 +289,7 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     with claimed(s.records_dir, p.fingerprint(), s.storage_options):
         result = _convert(p, t0)
         if finalize:
-            result["finalized"] = finalize_split(p) is not None
+            result["finalized"] = finalize_split(p)[0] is not None
     if s.report:
         storage.write_bytes(storage.location(s.report), json.dumps(result, indent=1).encode(), s.storage_options)
     return result
@@ -284,7 +297,12 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
 
 def _write_inference_args(s: Settings) -> None:
     """`inference_args.json` in out_dir, unless it is there already (the first write into an out_dir)."""
-    storage.makedirs(s.out_dir)
+    try:
+        storage.makedirs(s.out_dir)
+    except FileExistsError:
+        raise InputError(f"out_dir={s.out_dir}: a file, not a folder") from None
+    except NotADirectoryError:
+        raise InputError(f"out_dir={s.out_dir}: cannot be a folder, a file is in its path") from None
     args = storage.join(storage.location(s.out_dir), layout.INFERENCE_ARGS)
     try:
         same = storage.read_bytes(args, s.storage_options) == inference_args_bytes()
@@ -294,15 +312,31 @@ def _write_inference_args(s: Settings) -> None:
         storage.write_bytes(args, inference_args_bytes(), s.storage_options)
 
 
+def _summaries(p: Plan) -> Iterator[dict[str, Any]]:
+    """Each file's summary: from DataLoader workers when there is work for them, else converted (or
+    resumed) in this process, one file after another."""
+    s = p.settings
+    files = FileConversion(p)
+    if s.num_workers == 0 or _nothing_to_write(p):
+        yield from (files[j] for j in range(len(files)))
+        return
+    from torch.utils.data import DataLoader
+
+    it = iter(DataLoader(files, batch_size=None, shuffle=False, num_workers=s.num_workers, collate_fn=_identity,
+                         worker_init_fn=_unwind_on_sigterm, multiprocessing_context=_start_method(s),
+                         prefetch_factor=1))
+    try:
+        yield from it
+    finally:
+        _shutdown(it)
+
+
 def _convert(p: Plan, t0: float) -> dict[str, Any]:
-    """Write this run's shards and receipts (the DataLoader over `FileConversion`); the summary."""
+    """Write this run's shards and receipts (`_summaries`); the summary."""
     from tqdm import tqdm
 
     s = p.settings
     storage.makedirs(s.records_dir)
-    loader = DataLoader(FileConversion(p), batch_size=None, shuffle=False, num_workers=s.num_workers,
-                        collate_fn=_identity, worker_init_fn=_unwind_on_sigterm, multiprocessing_context=_start_method(s) if s.num_workers else None,
-                        prefetch_factor=1 if s.num_workers else None)
     per_fold = {f: 0 for f in s.selected_folds}
     shards, resumed, files_resumed, missing = [], 0, 0, 0
     workers: dict[int, tuple[float, float]] = {}  # pid -> (rss at start, peak rss)
@@ -311,9 +345,9 @@ def _convert(p: Plan, t0: float) -> dict[str, Any]:
     disable = None if s.progress else True  # None: tqdm shows bars on a terminal only, never in logs
     with tqdm(total=len(p.file_numbers), desc=f"{s.split} files", unit="file", disable=disable) as files_bar, \
             tqdm(total=sum(p.expected.values()), desc=f"{s.split} records", unit="rec", disable=disable) as rec_bar:
-        it = iter(loader)
+        summaries = _summaries(p)
         try:
-            for summary in it:
+            for summary in summaries:
                 if "error" in summary:
                     raise InputError(summary["error"])
                 for f, n in summary["records"].items():
@@ -328,7 +362,7 @@ def _convert(p: Plan, t0: float) -> dict[str, Any]:
                 missing += summary["missing"]
                 files_bar.update(1)
         finally:
-            _shutdown(it)
+            summaries.close()  # stops the workers now, not at garbage collection
     result = {
         "split": s.split,
         "records_dir": str(s.records_dir),
@@ -350,19 +384,25 @@ def _convert(p: Plan, t0: float) -> dict[str, Any]:
     return result
 
 
-def finalize_split(p: Plan) -> Manifest | None:
+def finalize_split(p: Plan) -> tuple[Manifest | None, list[int]]:
     """Write the manifest and statistics if every unit of the split is complete for this config and
-    these inputs; holds the run-wide lock and every unit lock, so no unit is being written meanwhile."""
+    these inputs; holds the run-wide lock and every unit lock, so no unit is being written meanwhile.
+    Returns the manifest, or None and the shard numbers of the units missing or out of date."""
     s = p.settings
     numbers = [layout.shard_number(i, f, s.folds) for i in range(len(p.files)) for f in range(s.folds)]
     o = s.storage_options
     with claimed(s.records_dir, p.fingerprint(), o), locked(layout.lock_path(s.records_dir)), \
             locked_all(layout.lock_path(s.records_dir, n) for n in numbers):
+        held, missing = {}, []
         for n in numbers:
             r = receipts.load_receipt(s.records_dir, n, o)
-            if not receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[n // s.folds], o):
-                return None
-        return receipts.finalize(s.records_dir, numbers, s.output_config(), o)
+            if receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[n // s.folds], o):
+                held[n] = r
+            else:
+                missing.append(n)
+        if missing:
+            return None, missing
+        return receipts.finalize(s.records_dir, held, s.output_config(), o), []
 
 
 def format_summary(r: dict[str, Any], in_sweep: bool = False) -> str:

@@ -106,19 +106,16 @@ def merge_split(s: Settings) -> tuple[bool, str]:
     from aslfr.convert.converter import finalize_split, plan
 
     p = plan(s)
+    m, numbers = finalize_split(p)
     missing: dict[str, list[int]] = {}
-    for i, path in enumerate(p.files):
-        for f in range(s.folds):
-            r = receipts.load_receipt(s.records_dir, layout.shard_number(i, f, s.folds), s.storage_options)
-            if not receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[i], s.storage_options):
-                missing.setdefault(storage.name(path), []).append(f)
-    total, absent = len(p.files) * s.folds, sum(map(len, missing.values()))
-    m = finalize_split(p) if not missing else None
+    for n in numbers:
+        missing.setdefault(storage.name(p.files[n // s.folds]), []).append(n % s.folds)
+    total, absent = len(p.files) * s.folds, len(numbers)
     if m is None:
         shown = [f"{name} fold{'s' * (len(fs) > 1)} {','.join(map(str, fs))}" for name, fs in missing.items()]
         more = f" and {len(shown) - 5} more files" if len(shown) > 5 else ""
         return False, (f"{s.split}: {total - absent} of {total} shard units complete in {s.records_dir}, "
-                       f"missing or out of date: {'; '.join(shown[:5]) + more or 'being written'}; "
+                       f"missing or out of date: {'; '.join(shown[:5]) + more}; "
                        f"manifest not written")
     return True, (f"{s.split}: manifest.json, means.npy, stds.npy written ({m.records} records, "
                   f"{len(m.shards)} shards) in {s.records_dir}")

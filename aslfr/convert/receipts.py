@@ -54,6 +54,13 @@ def receipt_holds(records_dir: Location, receipt: dict[str, Any] | None, config:
     return not check_crc or file_crc32c(path, options) == shard["crc32c"]
 
 
+def withdraw_manifest(records_dir: Location, options: Options = None) -> None:
+    """Remove manifest.json before any shard of the folder is replaced: the manifest is the split's
+    commit point, so readers refuse the folder until `finalize` describes the new shards, rather than
+    mix shards of two configurations under the old manifest."""
+    storage.remove(storage.join(records_dir, layout.MANIFEST), options)
+
+
 def _remove_unlisted(records_dir: Location, listed: set[str], numbers: set[int], options: Options) -> None:
     """Delete shards (and their indexes and receipts) left by an earlier run with another layout
     (e.g. more files or folds), so that `glob('*.tfrec')` finds exactly the manifest's shards."""
@@ -67,15 +74,11 @@ def _remove_unlisted(records_dir: Location, listed: set[str], numbers: set[int],
             storage.remove(path, options)
 
 
-def finalize(records_dir: Location, numbers: list[int], config: dict[str, Any], options: Options = None) -> Manifest | None:
-    """Write manifest.json, means.npy and stds.npy if every unit in `numbers` has a receipt made
-    with `config`; return the manifest, or None if some unit is still missing."""
-    receipts = []
-    for n in sorted(numbers):
-        r = load_receipt(records_dir, n, options)
-        if r is None or r.get("config") != config:
-            return None
-        receipts.append(r)
+def finalize(records_dir: Location, held: Mapping[int, dict[str, Any]], config: dict[str, Any],
+             options: Options = None) -> Manifest:
+    """Write manifest.json, means.npy and stds.npy from every unit's receipt (shard number -> a
+    receipt that holds for `config`, as the caller has checked) and return the manifest."""
+    receipts = [held[n] for n in sorted(held)]
     stats = ColumnStats()
     shards = []
     for r in receipts:
@@ -89,6 +92,6 @@ def finalize(records_dir: Location, numbers: list[int], config: dict[str, Any], 
     for folder in (records_dir, layout.receipts_dir(records_dir)):
         for stale in storage.glob(folder, ".*.tmp", options):
             storage.remove(stale, options)
-    _remove_unlisted(records_dir, {s.name for s in shards}, set(numbers), options)
+    _remove_unlisted(records_dir, {s.name for s in shards}, set(held), options)
     storage.write_bytes(storage.join(records_dir, layout.MANIFEST), manifest.to_json().encode(), options)
     return manifest

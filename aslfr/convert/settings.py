@@ -7,7 +7,6 @@ from typing import Any
 
 from aslfr.errors import InputError
 from aslfr.format import layout
-from aslfr.format.schema import schema_fingerprint
 from aslfr.format.storage import Location
 
 
@@ -57,6 +56,8 @@ class Settings:
         """The settings that decide the bytes written (not how or which part of the work is done)."""
         cfg = {k: getattr(self, k) for k in self._OUTPUT_KEYS}
         cfg["weight"] = self.weight
+        from aslfr.format.schema import schema_fingerprint  # numpy: not for --help or a config error
+
         cfg["schema"] = schema_fingerprint()
         return cfg
 

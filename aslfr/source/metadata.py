@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import io
+import posixpath
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -30,27 +32,35 @@ def read_csv(csv_path: str | Path, options=None) -> pd.DataFrame:
     try:
         df = pd.read_csv(source, dtype={"phrase": str, "path": str}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError(f"{csv_path}: unreadable CSV ({e})") from None
+        raise InputError(f"{csv_path}: unreadable CSV ({' '.join(str(e).split())})") from None
     missing = [c for c in CSV_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{csv_path}: missing required column(s) {', '.join(missing)}")
     if df.empty:
         raise InputError(f"{csv_path}: no rows (only a header)")
     for col in ("file_id", "sequence_id", "participant_id"):
-        if not pd.api.types.is_integer_dtype(df[col]):
-            bad = df.index[pd.to_numeric(df[col], errors="coerce").isna() | (pd.to_numeric(df[col], errors="coerce") % 1 != 0)]
-            row = int(bad[0]) if len(bad) else 0
-            raise InputError(f"{csv_path}: column {col} must hold integers (row {row + 2}: {df[col].iloc[row]!r})")
-        df[col] = df[col].astype(np.int64)
+        if df[col].dtype != np.int64:  # pandas reads anything else, e.g. an id beyond int64, as another dtype
+            _refuse_non_integer(csv_path, source, col)
+    # line numbers count the header as line 1, as an editor shows them (no quoted field spans lines)
     empty = df.index[df["phrase"].str.len() == 0]
     if len(empty):
         r = int(empty[0])
-        raise InputError(f"{csv_path}: sequence {df.sequence_id.iloc[r]}: empty phrase (row {r + 2})")
+        raise InputError(f"{csv_path}: sequence {df.sequence_id.iloc[r]}: empty phrase (line {r + 2})")
     dup = df.sequence_id.duplicated(keep=False)
     if dup.any():
         ids = sorted(set(df.sequence_id[dup].tolist()))
         raise InputError(f"{csv_path}: sequence {ids[0]}: duplicate sequence_id ({len(ids)} duplicated id(s))")
     return df
+
+
+def _refuse_non_integer(csv_path, source, col: str) -> None:
+    """InputError naming the first value of `col`, as written in the CSV, that is not an int64."""
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    texts = pd.read_csv(source, usecols=[col], dtype=str, keep_default_na=False)[col]
+    for r, text in enumerate(texts):
+        if not re.fullmatch(r"\s*[+-]?\d+\s*", text) or not -2**63 <= int(text) < 2**63:
+            raise InputError(f"{csv_path}: column {col} must hold 64-bit integers (line {r + 2}: {text!r})")
 
 
 def assign_folds(df: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
@@ -102,10 +112,22 @@ def load_metadata(data_dir: str | Path, split: str, folds: int = FOLDS, fold_see
     df["phrase_len"] = df["phrase"].str.len().astype(np.int64)
     df["phrase_type"] = [phrase_type(p) for p in df["phrase"]]
     df["file_path"] = [str(storage.join(data_dir, p)) for p in df["path"]]
+    _refuse_two_spellings(layout.csv_path(data_dir, split), df)
     df["fold"] = assign_folds(df, folds, fold_seed)
     df["phrase_dup"] = phrase_dup(df["phrase"], df["fold"].to_numpy())
     df["idx"] = running_index(df["fold"].to_numpy(), folds)
     return df
+
+
+def _refuse_two_spellings(csv_path, df: pd.DataFrame) -> None:
+    """Two `path` values naming one parquet file (`../x` reaching out of data_dir and back) would
+    convert it twice, its sequence ids duplicated in the output."""
+    seen: dict[str, str] = {}
+    for path, file_path in dict.fromkeys(zip(df["path"], df["file_path"])):
+        scheme, sep, rest = file_path.rpartition("://")
+        key = scheme + sep + posixpath.normpath(rest)
+        if seen.setdefault(key, path) != path:
+            raise InputError(f"{csv_path}: paths {seen[key]!r} and {path!r} name the same parquet file {key}")
 
 
 def parquet_files(df: pd.DataFrame) -> list[str]:

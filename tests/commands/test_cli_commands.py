@@ -28,9 +28,9 @@ def test_make_demo_and_test_do_what_the_readme_says(tmp_path):
     venv, data, out = tmp_path / "venv", tmp_path / "data", tmp_path / "out"  # whatever `make demo` left in the checkout
     demo = _make("-n", "demo", f"VENV={venv}", f"DATA={data}", f"OUT={out}").stdout.splitlines()
     assert demo[0] == f"python3 -m venv {venv}"
-    assert demo[-3:] == [f"{venv}/bin/python -m aslfr.synthetic data_dir={data}",
-                         f"{venv}/bin/python -m aslfr.convert data_dir={data} out_dir={out}",
-                         f"{venv}/bin/python -m aslfr.convert data_dir={data} out_dir={out} split=supplemental"]
+    assert demo[-3:] == [f'{venv}/bin/python -m aslfr.synthetic "data_dir={data}"',
+                         f'{venv}/bin/python -m aslfr.convert "data_dir={data}" "out_dir={out}"',
+                         f'{venv}/bin/python -m aslfr.convert "data_dir={data}" "out_dir={out}" split=supplemental']
     test = _make("-n", "test", f"VENV={venv}").stdout.splitlines()
     assert test[0] == f"python3 -m venv {venv}" and test[-1] == f"{venv}/bin/python -m pytest -q"
 
@@ -111,7 +111,7 @@ def test_merge_has_its_own_help(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("python -m aslfr.merge out_dir=PATH data_dir=PATH [split=...] [folds=N]: finalize")
     assert [ln.split("=")[0].strip() for ln in res.stdout.splitlines() if re.match(r"\s+\w+=", ln)] == \
-        ["out_dir", "data_dir", "split", "folds", "storage_options"]
+        ["out_dir", "data_dir", "split", "folds", "storage_options", "progress"]
     assert "competition parquet" not in res.stdout and list(tmp_path.iterdir()) == []
 
 
@@ -303,7 +303,7 @@ def _help_lines(command: str = "aslfr.convert") -> dict[str, str]:
 
 def test_merge_keys_are_described_alike_in_yaml_and_help():
     yaml, help_ = _yaml_comments("merge"), _help_lines("aslfr.merge")
-    assert set(yaml) == set(help_) == {"out_dir", "data_dir", "split", "folds", "storage_options"}
+    assert set(yaml) == set(help_) == {"out_dir", "data_dir", "split", "folds", "storage_options", "progress"}
     assert {k: v[1] for k, v in yaml.items()} == help_
 
 

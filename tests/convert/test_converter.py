@@ -60,7 +60,7 @@ def test_bytes_identical_for_any_worker_count(small_data, converted, tmp_path, w
 
 
 def test_fold_jobs_union_equals_full_run(small_data, converted, tmp_path):
-    from aslfr.convert.cli import settings_from_config
+    from aslfr.commands.convert import settings_from_config
     from aslfr.convert.merge import merge_all
     from conftest import compose_config
 

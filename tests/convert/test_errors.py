@@ -282,7 +282,7 @@ def _paused_run(data, out, workers: int) -> subprocess.Popen:
             raise AssertionError(f"the run did not reach its pause point: {proc.communicate()[1][-2000:]}")
         time.sleep(0.02)
     d = out / "tfrecords/train"
-    assert len(list((d / ".aslfr").glob("*.json"))) == 8  # files 0 and 1, 4 folds each
+    assert len(list((d / ".aslfr").glob("[0-9]*.json"))) == 8  # files 0 and 1, 4 folds each
     assert len(list(d.glob(".*.tmp"))) == max(workers, 1) and not (d / "manifest.json").exists()
     return proc
 

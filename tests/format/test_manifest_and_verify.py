@@ -75,7 +75,7 @@ def test_unknown_manifest_version_is_one_clear_error(out, version, found):
 
 @pytest.mark.parametrize("key", ["bytes", "name", "records", "crc32c", "fold"])
 def test_shard_entry_missing_a_key_names_the_file_and_the_key(out, key, capsys):
-    from aslfr.verify import main
+    from aslfr.commands.verify import main
 
     d = records(out)
     edit_manifest(d, lambda m: m["shards"][1].pop(key))
@@ -112,7 +112,7 @@ def masked(data: bytes) -> bytes:
 
 
 def verify(path, capsys) -> tuple[int, str, str]:
-    from aslfr.verify import main
+    from aslfr.commands.verify import main
 
     code = main([str(path)])
     res = capsys.readouterr()

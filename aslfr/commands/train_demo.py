@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader  # validation reads once, in order
 
 import aslfr
-from aslfr.cli import add_out_dir, one_line_errors, prog
+from aslfr.commands.cli import one_line_errors, out_dir_parser
 from aslfr.errors import InputError
 from aslfr.format.vocab import VOCAB_SIZE
 
@@ -46,9 +46,8 @@ def ctc_losses(model: nn.Module, batch: dict, ctc: nn.CTCLoss) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog=prog("aslfr.train_demo"), description=__doc__.split("\n\n")[0])
-    add_out_dir(p, "the converter's out_dir, with tfrecords/train (and tfrecords/sup); `out_dir=` may be left out",
-                default="out/demo")
+    p = out_dir_parser("aslfr.train_demo", __doc__, "the converter's out_dir, with tfrecords/train (and "
+                       "tfrecords/sup); `out_dir=` may be left out", default="out/demo")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16)

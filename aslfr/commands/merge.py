@@ -8,7 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from aslfr.cli import CONFIG_DIR, one_line_errors, path_as_out_dir
+from aslfr.commands.cli import CONFIG_DIR, hydra_prog, one_line_errors, path_as_out_dir, refuse_credentials
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="merge")
@@ -20,7 +20,7 @@ def _app(cfg: DictConfig) -> None:
         missing = [k for k in ("out_dir", "data_dir") if cfg.get(k) is None]
         if missing:
             raise InputError(f"merge needs {' and '.join(f'{k}=' for k in missing)} (the conversion jobs' values)")
-        from aslfr.convert.cli import local_or_url
+        from aslfr.commands.convert import local_or_url
 
         paths = [local_or_url(cfg.out_dir), local_or_url(cfg.data_dir)]
         options = OmegaConf.to_container(cfg.storage_options) if cfg.get("storage_options") else None
@@ -29,6 +29,8 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    hydra_prog()
+    refuse_credentials(sys.argv)
     sys.argv = path_as_out_dir(sys.argv)
     _app()
 

@@ -5,13 +5,14 @@ once the config is checked, so `--help`, `--cfg job` and config errors return fa
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from aslfr.cli import CONFIG_DIR, fail, one_line_errors
+from aslfr.commands.cli import CONFIG_DIR, hydra_prog, fail, one_line_errors, refuse_credentials
 from aslfr.convert.settings import Settings
 from aslfr.errors import InputError
 from aslfr.format import storage
@@ -66,7 +67,7 @@ def in_sweep() -> bool:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="convert")
-def main(cfg: DictConfig) -> dict:
+def _app(cfg: DictConfig) -> dict:
     with one_line_errors():
         s = settings_from_config(cfg)
         from aslfr.convert.converter import format_summary, run
@@ -75,6 +76,12 @@ def main(cfg: DictConfig) -> dict:
         result = run(s, finalize=not sweep)
         print(format_summary(result, in_sweep=sweep), flush=True)
         return result
+
+
+def main() -> None:
+    hydra_prog()
+    refuse_credentials(sys.argv)
+    _app()
 
 
 class FinalizeAfterSweep(Callback):

@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from aslfr.cli import CONFIG_DIR, one_line_errors, path_as_out_dir
+from aslfr.commands.cli import CONFIG_DIR, hydra_prog, one_line_errors, path_as_out_dir
 
 COLUMNS = ("columns: dup = share of records whose phrase also occurs in another fold (phrase_dup); "
            "no L hand / no R hand = share of frames whose left / right hand is entirely missing (NaN); "
@@ -58,6 +58,7 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    hydra_prog()
     sys.argv = path_as_out_dir(sys.argv)
     _app()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from aslfr.cli import one_line_errors, prog
+from aslfr.commands.cli import one_line_errors, prog
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,18 +5,15 @@ are those manifest.json lists. A folder with no records is an error: no statisti
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from aslfr.cli import add_out_dir, fail, one_line_errors, prog
+from aslfr.commands.cli import fail, one_line_errors, out_dir_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=prog("aslfr.stats"), description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n")[1])
-    add_out_dir(p, "the converter's out_dir, or one records folder ({out_dir}/tfrecords/train); "
-                   "`out_dir=` may be left out")
-    a = p.parse_args(argv)
+    a = out_dir_parser("aslfr.stats", __doc__, "the converter's out_dir, or one records folder "
+                       "({out_dir}/tfrecords/train); `out_dir=` may be left out",
+                       epilog=__doc__.split("\n\n")[1]).parse_args(argv)
     from aslfr.convert.stats import from_records, save
     from aslfr.format.manifest import resolve_shards
     from aslfr.format.verify import records_dirs
