@@ -84,7 +84,7 @@ def depth(graph: dict[str, set[str]]) -> int:
 
 def _layer(module: str) -> str:
     parts = module.split(".")
-    if parts[-1] == "__main__" or parts[1:2] == ["commands"]:  # entry points: `python -m aslfr.convert`
+    if parts[1:2] == ["commands"] or (parts[-1] == "__main__" and parts[1] != "bench"):  # entry points: `python -m aslfr.convert`
         return "command"
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in ("format", "source", "convert", "data", "bench")) \
         else "command"
