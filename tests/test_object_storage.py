@@ -85,7 +85,11 @@ def test_a_parquet_object_is_fetched_as_footer_and_selected_chunks_only(small_da
     from aslfr.format.vocab import SELECTED_COLUMNS
 
     local = sorted((small_data / "train_landmarks").glob("*.parquet"))[0]
-    f = storage.open_parquet(f"{data_bucket}/data/train_landmarks/{local.name}", [*SELECTED_COLUMNS, "sequence_id"])
+    from aslfr.format.store import Store
+    from aslfr.source.landmarks import prefetched
+
+    store, name = Store.of_file(f"{data_bucket}/data/train_landmarks/{local.name}")
+    f = prefetched(store, name, [*SELECTED_COLUMNS, "sequence_id"])
     spans = sorted(f.cache.data)
     size, tail = local.stat().st_size, spans[-1][0]
     assert spans[-1][1] == size and tail <= size - pq.read_metadata(local).serialized_size - 8  # the footer

@@ -68,10 +68,15 @@ def parse_index(text: str, path: str | Path, records: int | None = None,
 
 def file_crc32c(path: storage.Location, storage_options: Mapping[str, Any] | None = None) -> str:
     """CRC32C of a whole file as 8 hex digits (what the manifest records); a URL is streamed."""
-    value = 0
     with storage.open_read(path, options=storage_options) as (f, _):
-        while chunk := f.read(1 << 22):
-            value = crc32c.crc32c(chunk, value)
+        return stream_crc32c(f)
+
+
+def stream_crc32c(f: BinaryIO) -> str:
+    """CRC32C of what is left to read in `f`, as 8 hex digits."""
+    value = 0
+    while chunk := f.read(1 << 22):
+        value = crc32c.crc32c(chunk, value)
     return f"{value:08x}"
 
 
