@@ -52,6 +52,8 @@ class RecordsFolder:
                 text = self.store.read_text(layout.MANIFEST)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 self._manifest = None
+            except PermissionError:  # the store's refusal, naming the object
+                raise
             except (OSError, UnicodeDecodeError) as e:
                 raise ManifestError(f"{path}: unreadable manifest ({e})") from None
             else:

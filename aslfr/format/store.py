@@ -321,7 +321,7 @@ class FsspecStore(Store):
                 raise
             from aslfr.errors import InputError
 
-            raise InputError(f"{url}: {bad.group(1)!r} is not a storage option of the {self.protocol}:// "
+            raise InputError(f"{self.where()}: {bad.group(1)!r} is not a storage option of the {self.protocol}:// "
                              f"filesystem{_close_option(self.protocol, bad.group(1))}") from None
         except Exception as e:
             if not isinstance(e, OSError) and type(e).__module__.split(".")[0] not in _BACKENDS:
