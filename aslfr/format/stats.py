@@ -68,6 +68,8 @@ def read_stats(store: Store) -> tuple[np.ndarray, np.ndarray]:
         except (FileNotFoundError, NotADirectoryError):
             raise FileNotFoundError(f"{store.where()}: no {name} (written when a conversion finishes; "
                                     "`python -m aslfr.stats` recomputes it)") from None
+        except PermissionError:  # the store's refusal, naming the object
+            raise
         except OSError as e:
             raise OSError(f"{path}: unreadable ({e.strerror or e})") from None
         try:

@@ -376,15 +376,17 @@ class FsspecStore(Store):
     @contextmanager
     def open_read(self, name: str, start: int = 0, end: int | None = None) -> Iterator[tuple[BinaryIO, int]]:
         path = self.path(name)
-        with self.naming(name):
+        with self.naming(name):  # what the caller does with the file is not the store's
             if end is not None and end - start <= BLOCK:
                 data = self.fs.cat_file(path, start=start, end=end) if end > start else b""
-                yield io.BytesIO(data), start + len(data)
-                return
-            raw = self.fs.open(path, "rb", block_size=BLOCK, cache_type="none")
-            with io.BufferedReader(raw, BLOCK) as f:
-                f.seek(start)
-                yield f, raw.size
+            else:
+                data, raw = None, self.fs.open(path, "rb", block_size=BLOCK, cache_type="none")
+        if data is not None:
+            yield io.BytesIO(data), start + len(data)
+            return
+        with io.BufferedReader(_NamedReads(raw, lambda: self.naming(name)), BLOCK) as f:
+            f.seek(start)
+            yield f, raw.size
 
     def open_random(self, name: str) -> BinaryIO:
         with self.naming(name):
@@ -418,6 +420,33 @@ class FsspecStore(Store):
     def remove(self, name: str) -> None:
         with suppress(FileNotFoundError), self.naming(name):
             self.fs.rm_file(self.path(name))
+
+
+class _NamedReads(io.RawIOBase):
+    """A remote file whose failed reads name it (`naming`), under a buffer of ours."""
+
+    def __init__(self, raw: Any, naming: Any):
+        self.raw, self.naming = raw, naming
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with self.naming():
+            return self.raw.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 #: The kind of store per scheme; any other scheme is an fsspec protocol.
