@@ -32,7 +32,7 @@ from test_reader import _same  # noqa: E402  (items equal, NaN included)
 
 from aslfr.data.datasets import TFRecordShards  # noqa: E402
 from aslfr.errors import InputError  # noqa: E402
-from aslfr.format import storage  # noqa: E402
+from aslfr.format import storage, store  # noqa: E402
 from aslfr.source.synthetic import SplitSpec, generate  # noqa: E402
 
 HANG = 300  # seconds: a hang guard only (a dead server fails a read in ~12 s, see the report)
@@ -172,7 +172,7 @@ def server(monkeypatch):
     srv = Server()
     for k, v in {**ENV, "AWS_ENDPOINT_URL": srv.url}.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(storage, "_clients", {})  # none built for another test's server
+    monkeypatch.setattr(store, "_clients", {})  # none built for another test's server
     yield srv
     srv.when = None
     srv.stop()

@@ -22,7 +22,6 @@ from store_cases import (  # noqa: E402,F401  (run here against this module's st
     test_shards_from_a_bucket_equal_the_local_folder)
 
 from aslfr.data.datasets import TFRecordShards  # noqa: E402
-from aslfr.format import storage  # noqa: E402
 from aslfr.format.stats import load_stats  # noqa: E402
 
 

@@ -25,7 +25,7 @@ from aslfr.convert.settings import Settings
 from aslfr.convert.shards import RecordWriter, ShardWriter, reference_order
 from aslfr.convert.stats import ColumnStats
 from aslfr.errors import InputError
-from aslfr.format import layout, storage, vocab
+from aslfr.format import layout, storage, store, vocab
 from aslfr.format.example import ExampleBuffer
 from aslfr.format.manifest import Manifest
 from aslfr.format.schema import METADATA_KEYS, encode_record_into
@@ -255,7 +255,7 @@ def account_phases(timer: phases.PhaseTimer) -> None:
         "encode": [(RecordBuffers, "encode")],
         "crc": [(RecordWriter, "frame")],
         "write": [(shards, "_write_all")],
-        "fsync": [(storage, "durable")],
+        "fsync": [(store, "durable")],
     })
     write_file = _write_file
 

@@ -25,7 +25,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping
+from typing import BinaryIO, Iterator, Mapping
 
 from aslfr.format import layout
 from aslfr.format.folder import RecordsFolder

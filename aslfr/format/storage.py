@@ -6,10 +6,10 @@ in it. Code that reads many files of one folder binds the store once instead."""
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, BinaryIO, Mapping
+from typing import Any, Mapping
 
 from aslfr.format.store import (  # noqa: F401  (the location helpers, under their usual names)
-    BLOCK, Location, Store, canonical, durable, is_url, join, location, name, parent, temporary, writing)
+    BLOCK, Location, Store, durable, is_url, join, location, name)
 
 Options = Mapping[str, Any] | None
 
@@ -48,11 +48,6 @@ def glob(directory: Location, pattern: str, options: Options = None) -> list[Loc
 def open_read(loc: Location, start: int = 0, end: int | None = None, options: Options = None) -> Any:
     store, n = Store.of_file(loc, options)
     return store.open_read(n, start, end)
-
-
-def open_random(loc: Location, options: Options = None) -> BinaryIO:
-    store, n = Store.of_file(loc, options)
-    return store.open_random(n)
 
 
 def publishing(loc: Location, options: Options = None) -> Any:
