@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
                    "`out_dir=` may be left out")
     a = p.parse_args(argv)
     from aslfr.convert.stats import from_records, save
-    from aslfr.format.manifest import resolve_shards
+    from aslfr.format.folder import resolve_shards
     from aslfr.format.verify import records_dirs
 
     with one_line_errors():

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from aslfr.format import layout
-from aslfr.format.manifest import Manifest, ManifestError, ShardEntry
+from aslfr.format.manifest import Manifest, ManifestError, ShardEntry, read_manifest
 from aslfr.format.store import Location, Store, canonical, location, name, parent
 from aslfr.format.tfrecord import CorruptRecordError, parse_index
 
@@ -47,17 +47,7 @@ class RecordsFolder:
         """The folder's manifest (read once), or None if it has none; an unreadable manifest, or one
         of another version or shape, is an error naming it."""
         if self._manifest is _UNREAD:
-            path = self.store.where(layout.MANIFEST)
-            try:
-                text = self.store.read_text(layout.MANIFEST)
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                self._manifest = None
-            except PermissionError:  # the store's refusal, naming the object
-                raise
-            except (OSError, UnicodeDecodeError) as e:
-                raise ManifestError(f"{path}: unreadable manifest ({e})") from None
-            else:
-                self._manifest = Manifest.from_json(text, path)
+            self._manifest = read_manifest(self.store)
         return self._manifest
 
     def checked_manifest(self) -> Manifest:
@@ -174,12 +164,6 @@ class RecordsFolder:
 
         return read_stats(self.store)
 
-    def verify(self) -> tuple[bool, str]:
-        """(ok, one-line verdict): every file checked against the manifest (`aslfr.format.verify`)."""
-        from aslfr.format.verify import verify_folder
-
-        return verify_folder(self)
-
     @staticmethod
     def discover(root: str | Location, options: Mapping[str, Any] | None = None) -> list["RecordsFolder"]:
         """A records folder itself, or the records folders of an output folder ({out_dir}/tfrecords/*,
@@ -214,6 +198,12 @@ class Shard:
     @property
     def location(self) -> Location:
         return self.folder.store.where(self.name)
+
+
+def resolve_shards(paths: str | Location | Iterable[str | Location], allow_partial: bool = False,
+                   storage_options: Mapping[str, Any] | None = None) -> list[Location]:
+    """The shard files of records folders (the manifest's list, checked) and of shard files (`resolve`)."""
+    return [s.location for s in resolve(paths, allow_partial, storage_options)]
 
 
 def resolve(paths: str | Location | Iterable[str | Location], allow_partial: bool = False,

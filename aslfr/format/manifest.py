@@ -9,9 +9,10 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from aslfr.format import layout
+from aslfr.format.store import Store
 
 #: The manifest layout this code writes and reads; bumped when a key changes meaning.
 VERSION = 1
@@ -139,17 +140,21 @@ def _typed(d: Any, cls: type, where: str) -> dict[str, Any]:
     return out
 
 
+def read_manifest(store: Store) -> Manifest | None:
+    """The manifest of the folder `store` is, or None if it has none; an unreadable manifest, or one
+    of another version or shape, is an error naming it (a store's refusal is its own error)."""
+    path = store.where(layout.MANIFEST)
+    try:
+        text = store.read_text(layout.MANIFEST)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except PermissionError:
+        raise
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: unreadable manifest ({e})") from None
+    return Manifest.from_json(text, path)
+
+
 def load_manifest(records_dir: str | Path, storage_options: Mapping[str, Any] | None = None) -> Manifest | None:
     """The folder's manifest, or None if it has none; an unreadable manifest is an error."""
-    from aslfr.format.folder import RecordsFolder
-
-    return RecordsFolder.at(records_dir, storage_options).manifest
-
-
-def resolve_shards(paths: str | Path | Iterable[str | Path], allow_partial: bool = False,
-                   storage_options: Mapping[str, Any] | None = None) -> list[Path | str]:
-    """The shard files of records folders (the manifest's list, checked) and of shard files
-    (`aslfr.format.folder.resolve`)."""
-    from aslfr.format.folder import resolve
-
-    return [s.location for s in resolve(paths, allow_partial, storage_options)]
+    return read_manifest(Store.at(records_dir, storage_options))

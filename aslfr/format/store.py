@@ -81,6 +81,10 @@ def canonical(loc: Location) -> Location:
     return loc.resolve() if isinstance(loc, Path) else loc
 
 
+class StoreOptionError(ValueError):
+    """A storage option the location's filesystem does not take."""
+
+
 class Store:
     """One folder (a local folder or a URL prefix) and the options its filesystem is built with.
     Files are named by their name in it; `child` is a subfolder with the same options."""
@@ -319,9 +323,7 @@ class FsspecStore(Store):
             bad = _UNEXPECTED.search(str(e))
             if not bad or bad.group(1) not in self.options:
                 raise
-            from aslfr.errors import InputError
-
-            raise InputError(f"{self.where()}: {bad.group(1)!r} is not a storage option of the {self.protocol}:// "
+            raise StoreOptionError(f"{self.where()}: {bad.group(1)!r} is not a storage option of the {self.protocol}:// "
                              f"filesystem{_close_option(self.protocol, bad.group(1))}") from None
         except Exception as e:
             if not isinstance(e, OSError) and type(e).__module__.split(".")[0] not in _BACKENDS:

@@ -14,9 +14,8 @@ import pytest
 
 from conftest import ROOT, convert
 
-from aslfr.errors import InputError
 from aslfr.format import storage
-from aslfr.format.store import FsspecStore, LocalStore, Store, location
+from aslfr.format.store import FsspecStore, LocalStore, Store, StoreOptionError, location
 from aslfr.format.verify import records_dirs, verify_split
 from aslfr.source.synthetic import SplitSpec, generate
 
@@ -106,7 +105,7 @@ def test_a_misspelled_storage_option_is_one_line_naming_it_and_the_url(s3_env):
     import aslfr
 
     url = f"{new_bucket()}/out/tfrecords/train"
-    with pytest.raises(InputError) as e:
+    with pytest.raises(StoreOptionError) as e:
         aslfr.TFRecordShards(url, storage_options={"endpoint": s3_env})
     assert str(e.value) == (f"{url}: 'endpoint' is not a storage option of the s3:// filesystem "
                             "(did you mean 'endpoint_url'?)")
