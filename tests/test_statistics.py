@@ -298,7 +298,7 @@ def test_conversion_measures_nothing_unless_the_bench_asks(small_data, converted
     import resource
 
     from aslfr.convert import converter, shards
-    from aslfr.format import storage
+    from aslfr.format import store
     from conftest import convert, tree_bytes
 
     def no_rusage(*a):
@@ -310,5 +310,5 @@ def test_conversion_measures_nothing_unless_the_bench_asks(small_data, converted
     assert tree_bytes(tmp_path / "tfrecords/train") == tree_bytes(converted / "tfrecords/train")
     assert not any(hasattr(f, "__wrapped__") for f in (
         converter.RecordBuffers.transpose, converter.RecordBuffers.nan_stats, converter.RecordBuffers.encode,
-        shards.RecordWriter.frame, storage.durable, shards._write_all, converter._write_file,
+        shards.RecordWriter.frame, store.durable, shards._write_all, converter._write_file,
         converter.read_landmarks))

@@ -9,7 +9,7 @@ import fnmatch
 from typing import Any, Mapping
 
 from aslfr.format.store import (  # noqa: F401  (the location helpers, under their usual names)
-    BLOCK, Location, Store, durable, is_url, join, location, name)
+    Location, Store, is_url, join, location, name)
 
 Options = Mapping[str, Any] | None
 

@@ -38,7 +38,7 @@ def finished(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def train(finished, tmp_path) -> Path:
-    """A private copy of the records folder, beside a folder `outside` holding a copy of a shard."""
+    """A private copy of the records folder, beside an empty folder `outside`."""
     d = Path(shutil.copytree(finished, tmp_path / "train"))
     (tmp_path / "outside").mkdir()
     return d
@@ -69,7 +69,7 @@ def _reads(monkeypatch) -> Counter:
 @pytest.mark.parametrize("outside", ["../outside/{}", "/{dir}/outside/{}"])
 def test_a_shard_name_outside_the_folder_is_refused_before_any_shard_is_read(train, reader, outside, monkeypatch):
     first = sorted(train.glob("*.tfrec"), key=lambda p: int(p.name.split(".")[0]))[0]
-    shutil.copy(first, train.parent / "outside" / first.name)
+    shutil.move(first, train.parent / "outside" / first.name)  # what the name points at, and only there
     name = outside.format(first.name, dir=str(train.parent).strip("/"))
     _edit(train, lambda m: m["shards"][0].update(name=name))
     seen = _reads(monkeypatch)
