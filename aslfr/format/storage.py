@@ -45,11 +45,6 @@ def glob(directory: Location, pattern: str, options: Options = None) -> list[Loc
     return [store.where(n) for n in store.list() if fnmatch.fnmatchcase(n, pattern)]
 
 
-def open_read(loc: Location, start: int = 0, end: int | None = None, options: Options = None) -> Any:
-    store, n = Store.of_file(loc, options)
-    return store.open_read(n, start, end)
-
-
 def publishing(loc: Location, options: Options = None) -> Any:
     store, n = Store.of_file(loc, options)
     return store.publishing(n)
