@@ -99,6 +99,20 @@ def test_a_store_pickles_without_its_client(s3_env):
     assert again.read_bytes("a.txt") == b"hello" and again.list() == ["a.txt"]
 
 
+def test_a_reader_sends_its_workers_folders_not_clients(converted, s3_env):
+    """What a DataLoader worker gets of a bucket reader: its shards' folders (URL, options, the
+    manifest and the indexes read), no filesystem client, though the parent has used one."""
+    import aslfr
+    from buckets import new_bucket
+
+    url = f"{new_bucket(converted / 'tfrecords' / 'train', 'train', skip=('.aslfr',))}/train"
+    ds = aslfr.TFRecordShards(url, rank=0, world_size=3)
+    assert len(list(ds)) == 16  # ranges inside files: the indexes are read, in this process
+    sent = pickle.dumps(ds._shards)
+    assert b"s3fs" not in sent and b"S3FileSystem" not in sent and url.encode() in sent
+    assert len({id(s.folder) for s in pickle.loads(sent)}) == 1  # one folder, sent once
+
+
 def test_a_misspelled_storage_option_is_one_line_naming_it_and_the_url(s3_env):
     from buckets import new_bucket
 
