@@ -115,7 +115,8 @@ def _through_cache(shards: list[Shard], cache_dir: str | Path | None, cache_limi
         return shards
     folders: dict[int, RecordsFolder] = {}
     for s in shards:
-        folders.setdefault(id(s.folder), cache.over(s.folder))
+        if id(s.folder) not in folders:
+            folders[id(s.folder)] = cache.over(s.folder)
     return [Shard(folders[id(s.folder)], s.name, s.records) for s in shards]
 
 
