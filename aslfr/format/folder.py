@@ -225,14 +225,16 @@ def resolve(paths: str | Location | Iterable[str | Location], allow_partial: boo
 
     out: list[Shard] = []
     for p in map(location, paths):
-        d = folder(p)
-        if d.manifest is not None or (allow_partial and d.store.exists()):
-            out += [Shard(d, n, _records(d, n)) for n in d.shards(allow_partial)]
+        n = name(p)
+        # a shard's name in its folder's listing: a file (the folder listed once for all its shards)
+        d = None if layout.parse_shard_name(n) and n in folder(parent(p)).sizes() else folder(p)
+        if d is not None and (d.manifest is not None or (allow_partial and d.store.exists())):
+            out += [Shard(d, s, _records(d, s)) for s in d.shards(allow_partial)]
             continue
-        up, n = folder(parent(p)), name(p)
+        up = folder(parent(p))
         size = up.sizes().get(n)
         if size is None:
-            if d.store.exists():
+            if d is not None and d.store.exists():
                 d.shards()  # the error: no manifest
             raise ManifestError(f"{p}: no such records folder or shard file")
         if not allow_partial and up.manifest is not None:

@@ -117,3 +117,19 @@ def test_an_indexed_reader_over_a_bucket_reads_the_manifest_once_and_each_index_
     assert n > 4 and seen.pop("manifest.json") == 1 and listings == [url]
     assert seen == Counter({p.name.replace(".tfrec", ".tfindex"): 1 for p in train.glob("*.tfrec")})
     assert len(ds) == sum(int(p.name.split(".")[1]) for p in train.glob("*.tfrec"))
+
+
+def test_a_reader_over_shard_files_of_one_folder_lists_it_once(train, s3_env, monkeypatch):
+    """fold_files' lists given to a reader: each shard named, one listing and one manifest read for
+    all of them."""
+    from buckets import new_bucket
+
+    url = f"{new_bucket(train, 'train')}/train"
+    files, _ = aslfr.fold_files(url, valid_fold=0)
+    seen = _reads(monkeypatch)
+    listings = []
+    real = FsspecStore._entries
+    monkeypatch.setattr(FsspecStore, "_entries", lambda self: listings.append(self.root) or real(self))
+    ds = aslfr.TFRecordShards(files)
+    assert ds.files == files and len(files) > 4
+    assert seen == Counter({"manifest.json": 1}) and listings == [url]
