@@ -29,7 +29,7 @@ from store_cases import (  # noqa: E402,F401  (run here against this module's st
     test_shards_from_a_bucket_equal_the_local_folder)
 
 from aslfr.data.datasets import TFRecordIndexed, TFRecordShards  # noqa: E402
-from aslfr.format import storage, store  # noqa: E402
+from aslfr.format import storage  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +101,7 @@ def test_the_emulator_is_spoken_to_anonymously(bucket, monkeypatch):
         raise AssertionError("looked for Google credentials")
 
     monkeypatch.setattr(google.auth, "default", no_lookup)
-    monkeypatch.setattr(store, "_clients", {})
+    monkeypatch.setattr("aslfr.format.store._clients", {})
     assert len(TFRecordIndexed(f"{bucket}/out/tfrecords/sup")) == 24
 
 
