@@ -95,9 +95,10 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from aslfr.errors import InputError
     from aslfr.format.manifest import ManifestError
     from aslfr.format.stats import StatsError
+    from aslfr.format.store import StoreOptionError
     from aslfr.format.tfrecord import CorruptRecordError
 
-    return InputError, ManifestError, CorruptRecordError, StatsError, OSError
+    return InputError, ManifestError, CorruptRecordError, StatsError, StoreOptionError, OSError
 
 
 @contextmanager

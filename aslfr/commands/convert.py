@@ -6,7 +6,6 @@ once the config is checked, so `--help`, `--cfg job` and config errors return fa
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.experimental.callback import Callback
@@ -43,8 +42,10 @@ def settings_from_config(cfg: DictConfig) -> Settings:
 
 
 def local_or_url(value: str) -> str:
-    """A URL as given (it is no Path: `Path("s3://b/x")` is `s3:/b/x`), a local path made absolute."""
-    return storage.location(value) if storage.is_url(value) else str(Path(value).expanduser().absolute())
+    """A URL as given (it is no Path: `Path("s3://b/x")` is `s3:/b/x`), a local path (`file://` too)
+    made absolute."""
+    where = storage.location(value)
+    return where if isinstance(where, str) else str(where.expanduser().absolute())
 
 
 def local_dir(out_dir: str) -> str:

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
                        "({out_dir}/tfrecords/train); `out_dir=` may be left out",
                        epilog=__doc__.split("\n\n")[1]).parse_args(argv)
     from aslfr.convert.stats import from_records, save
-    from aslfr.format.manifest import resolve_shards
+    from aslfr.format.folder import resolve_shards
     from aslfr.format.verify import records_dirs
 
     with one_line_errors():

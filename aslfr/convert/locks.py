@@ -15,46 +15,26 @@ nothing either deletes is a name the other writes."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import sys
 import threading
 import time
 import uuid
 from contextlib import ExitStack, contextmanager, suppress
-from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, ContextManager, Iterable, Iterator, Mapping
 
 from aslfr.errors import InputError
 from aslfr.format import layout, storage
-from aslfr.format.storage import Location
+from aslfr.format.store import Location, Store
 
 RUN_MARKER = "run-"
 
 
-@contextmanager
-def locked(path: Location) -> Iterator[None]:
+def locked(path: Location) -> ContextManager[None]:
     """Hold an exclusive lock on local `path` (created if needed), saying whom it waits for if it is
-    held. On a store, nothing: see `claimed`."""
-    if storage.is_url(path):
-        yield
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another run"
-            print(f"aslfr: waiting for {path} (held by {holder})", file=sys.stderr, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    held (`Store.lock`). On a store, nothing: see `claimed`."""
+    store, name = Store.of_file(path)
+    return store.lock(name)
 
 
 @contextmanager

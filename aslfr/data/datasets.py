@@ -22,41 +22,43 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from aslfr.data.tensors import to_torch
 from aslfr.data.transforms.counter import record_key
-from aslfr.format import layout, storage
+from aslfr.format import layout
 from aslfr.format.cache import ShardCache
-from aslfr.format.manifest import ManifestError, checked_index, manifest_folds, no_duplicates, resolve_shards
+from aslfr.format.folder import RecordsFolder, Shard, no_duplicates, resolve
+from aslfr.format.manifest import ManifestError
 from aslfr.format.schema import decode_record, read_shard
-from aslfr.format.tfrecord import count_from, records_from
+from aslfr.format.store import Store, location
+from aslfr.format.tfrecord import OVERHEAD, CorruptRecordError, records_from
 
 
 def shard_files(paths: str | Path | Iterable[str | Path], allow_partial: bool = False,
                 storage_options: Mapping[str, Any] | None = None) -> list[Path | str]:
     """The shard files of one or more records folders (as their manifests list them) or files;
     a folder or file may be a URL (`s3://bucket/out/tfrecords/train`), and its shards are URLs."""
-    return resolve_shards(paths, allow_partial, storage_options)
+    return [s.location for s in resolve(paths, allow_partial, storage_options)]
 
 
-def _fold_count(records_dir: Path | str, folds: int | None, storage_options: Mapping[str, Any] | None = None) -> int:
+def _fold_count(folder: RecordsFolder, folds: int | None) -> int:
     """The fold count from the folder's manifest; an explicit `folds` only where there is none."""
-    recorded = manifest_folds(records_dir, storage_options) if storage.is_dir(records_dir, storage_options) else None
-    if recorded is None:
+    m = folder.manifest
+    if m is None:
         if folds is None:
-            raise ManifestError(f"{records_dir}: no manifest.json to take the fold count from; pass folds=")
+            raise ManifestError(f"{folder.where}: no manifest.json to take the fold count from; pass folds=")
         return folds
-    if folds is not None and folds != recorded:
-        raise ManifestError(f"{records_dir}: folds={folds} given, but its manifest.json says the records were "
-                            f"written with {recorded} folds")
-    return recorded
+    if folds is not None and folds != m.folds:
+        raise ManifestError(f"{folder.where}: folds={folds} given, but its manifest.json says the records were "
+                            f"written with {m.folds} folds")
+    return m.folds
 
 
 def fold_of(path: str | Path, folds: int | None = None, storage_options: Mapping[str, Any] | None = None) -> int:
     """A shard's fold: its number modulo the fold count its folder's manifest records
     (`{file_index*folds+fold}.{count}.tfrec`)."""
-    path = storage.location(path)
-    parsed = layout.parse_shard_name(storage.name(path))
+    store, name = Store.of_file(path, storage_options)
+    parsed = layout.parse_shard_name(name)
     if parsed is None:
-        raise ManifestError(f"{path}: not a shard name ({{file_index*folds+fold}}.{{count}}.tfrec)")
-    return layout.fold_of_number(parsed[0], _fold_count(storage.parent(path), folds, storage_options))
+        raise ManifestError(f"{store.where(name)}: not a shard name ({{file_index*folds+fold}}.{{count}}.tfrec)")
+    return layout.fold_of_number(parsed[0], _fold_count(RecordsFolder(store), folds))
 
 
 def fold_files(records_dir: str | Path, valid_fold: int = 0, folds: int | None = None, online: bool = False,
@@ -65,45 +67,57 @@ def fold_files(records_dir: str | Path, valid_fold: int = 0, folds: int | None =
     """(train files, valid files) as the reference training picks them: train = folds != valid_fold
     (all folds when `online`), valid = fold == valid_fold; supplemental shards (all folds) go to
     training only. The fold count comes from the manifest (`folds` is for folders without one)."""
-    records_dir = storage.location(records_dir)
-    files = shard_files(records_dir, allow_partial, storage_options)
-    n = _fold_count(records_dir, folds, storage_options)
+    shards = resolve(records_dir, allow_partial, storage_options)
+    folder = shards[0].folder
+    if folder.where != location(records_dir):  # a shard file: its folder's manifest is no fold count of it
+        folder = RecordsFolder.at(records_dir, storage_options)
+    n = _fold_count(folder, folds)
     if not 0 <= valid_fold < n:
-        raise ValueError(f"valid_fold must be in 0..{n - 1} ({records_dir} has {n} folds), got {valid_fold}")
-    of = {f: layout.fold_of_number(layout.shard_sort_key(f), n) for f in files}
-    valid = [f for f in files if of[f] == valid_fold]
-    train = list(files) if online else [f for f in files if of[f] != valid_fold]
+        raise ValueError(f"valid_fold must be in 0..{n - 1} ({folder.where} has {n} folds), got {valid_fold}")
+    of = [layout.fold_of_number((layout.parse_shard_name(s.name) or (-1,))[0], n) for s in shards]
+    valid = [s for s, f in zip(shards, of) if f == valid_fold]
+    train = list(shards) if online else [s for s, f in zip(shards, of) if f != valid_fold]
     if sup_dir is not None:
-        sup = shard_files(sup_dir, allow_partial, storage_options)
-        no_duplicates(files + sup)
+        sup = resolve(sup_dir, allow_partial, storage_options)
+        no_duplicates(shards + sup)
         train += sup
-    return train, valid
+    return [s.location for s in train], [s.location for s in valid]
 
 
-def _record_count(path: Path | str, storage_options: Mapping[str, Any] | None = None) -> int:
-    parsed = layout.parse_shard_name(storage.name(path))
-    if parsed:
-        return parsed[1]
-    with storage.open_read(path, options=storage_options) as (f, size):
-        return count_from(f, size, path)
+def _records(shard: Shard, verify: bool, start: int, end: int | None, first_record: int) -> Iterator[memoryview]:
+    """`read_records` of a shard through its folder's store (or the reader's local cache): records
+    from byte `start` to `end`. A cached copy that fails a check is evicted and read once more, from
+    where it failed."""
+    store = shard.folder.store
+    pos, n = start, first_record
+    for retry in (False, True):
+        try:
+            with store.open_read(shard.name, pos, end) as (f, size):
+                for data in records_from(f, size, shard.location, verify, pos, end, n):
+                    yield data
+                    pos, n = pos + len(data) + OVERHEAD, n + 1
+            return
+        except CorruptRecordError:
+            if retry or not store.evict(shard.name):
+                raise
 
 
-def _records(path: Path | str, verify: bool, start: int, end: int | None, first_record: int,
-             storage_options: Mapping[str, Any] | None, cache: ShardCache | None = None) -> Iterator[memoryview]:
-    """`read_records` for a path or a URL: records from byte `start` to `end`, through the storage
-    seam (or the reader's local cache)."""
-    opened = cache.open_read(path, start, end) if cache else storage.open_read(path, start, end, storage_options)
-    with opened as (f, size):
-        yield from records_from(f, size, path, verify, start, end, first_record)
-
-
-def _cache(cache_dir: str | Path | None, cache_limit: int | None, files: list[Path | str], allow_partial: bool,
-           storage_options: Mapping[str, Any]) -> ShardCache | None:
+def _through_cache(shards: list[Shard], cache_dir: str | Path | None, cache_limit: int | None,
+                   allow_partial: bool) -> list[Shard]:
+    """The shards, read through a local cache where `cache_dir` is given (under `allow_partial` the
+    manifest may disagree with the files: nothing is cached)."""
     if cache_dir is None:
         if cache_limit is not None:
             raise ValueError(f"cache_limit={cache_limit} given without cache_dir=")
-        return None
-    return ShardCache(cache_dir, cache_limit, () if allow_partial else files, storage_options)
+        return shards
+    cache = ShardCache(cache_dir, cache_limit)
+    if allow_partial:
+        return shards
+    folders: dict[int, RecordsFolder] = {}
+    for s in shards:
+        if id(s.folder) not in folders:
+            folders[id(s.folder)] = cache.over(s.folder)
+    return [Shard(folders[id(s.folder)], s.name, s.records) for s in shards]
 
 
 def distributed_rank() -> tuple[int, int] | None:
@@ -191,7 +205,7 @@ class TFRecordShards(IterableDataset):
     RANK / WORLD_SIZE, or `rank=` and `world_size=`; a rank outside 0..world_size-1 is an error.
     `keys=True`: each item also carries `key`, its record's random key (see the module docstring).
     Paths may be URLs (`s3://bucket/out/tfrecords/train`, `gs://...`), read through
-    `aslfr.format.storage`; `storage_options` go to the filesystem (credentials, endpoint, ...).
+    `aslfr.format.store`; `storage_options` go to the filesystem (credentials, endpoint, ...).
     `cache_dir`: a local folder keeping each remote shard (and index) after its first read, checked
     against the manifest, for later epochs; `cache_limit`: its size in bytes, least recently used
     files evicted (see `aslfr.format.cache`). Ranks and workers may share one folder.
@@ -205,9 +219,10 @@ class TFRecordShards(IterableDataset):
                  torch_values: bool = True, rank: int | None = None, world_size: int | None = None,
                  allow_partial: bool = False, keys: bool = False, storage_options: Mapping[str, Any] | None = None,
                  cache_dir: str | Path | None = None, cache_limit: int | None = None):
-        self.storage_options = dict(storage_options or {})
-        self.files = shard_files(paths, allow_partial, self.storage_options)
-        self._cache = _cache(cache_dir, cache_limit, self.files, allow_partial, self.storage_options)
+        self._shards = _through_cache(resolve(paths, allow_partial, storage_options), cache_dir, cache_limit,
+                                      allow_partial)
+        self.files = [sh.location for sh in self._shards]
+        self.counts = [sh.records for sh in self._shards]
         self.keys = keys
         self.rank, self.world_size = _reader_rank(rank, world_size)
         if shuffle_buffer < 0:
@@ -215,7 +230,6 @@ class TFRecordShards(IterableDataset):
         self.shuffle, self.seed, self.shuffle_buffer = shuffle, seed, shuffle_buffer
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self._epoch = _SharedEpoch()
-        self.counts = [_record_count(f, self.storage_options) for f in self.files]
 
     @property
     def epoch(self) -> int:
@@ -243,19 +257,18 @@ class TFRecordShards(IterableDataset):
         return out
 
     def _read(self, i: int, a: int, b: int) -> Iterator[dict[str, Any]]:
-        path = self.files[i]
+        shard = self._shards[i]
         if a == 0 and b == self.counts[i]:
             start, end = 0, None
         else:
-            offsets = (self._cache.index(path, self.counts[i]) if self._cache
-                       else checked_index(path, self.counts[i], self.storage_options))
+            offsets = shard.folder.index(shard.name, self.counts[i])
             if offsets is None:
-                raise FileNotFoundError(f"{path}: index file needed to split this file across readers "
-                                        f"({layout.index_name(storage.name(path))}; convert with index_files=true)")
+                raise FileNotFoundError(f"{shard.location}: index file needed to split this file across readers "
+                                        f"({layout.index_name(shard.name)}; convert with index_files=true)")
             start = offsets[a][0]
             end = offsets[b][0] if b < len(offsets) else None
-        for n, data in enumerate(_records(path, self.verify, start, end, a, self.storage_options, self._cache), start=a):
-            yield (i, n), decode_record(data, f"{path}: record {n}")
+        for n, data in enumerate(_records(shard, self.verify, start, end, a), start=a):
+            yield (i, n), decode_record(data, f"{shard.location}: record {n}")
 
     def __iter__(self) -> Iterator[Any]:
         slot, slots = _slot(self.rank, self.world_size)
@@ -302,19 +315,17 @@ class TFRecordIndexed(Dataset):
                  transform: Callable | None = None, torch_values: bool = True, allow_partial: bool = False,
                  seed: int = 0, keys: bool = False, storage_options: Mapping[str, Any] | None = None,
                  cache_dir: str | Path | None = None, cache_limit: int | None = None):
-        self.storage_options = dict(storage_options or {})
-        self.files = shard_files(paths, allow_partial, self.storage_options)
-        self._cache = _cache(cache_dir, cache_limit, self.files, allow_partial, self.storage_options)
+        self._shards = _through_cache(resolve(paths, allow_partial, storage_options), cache_dir, cache_limit,
+                                      allow_partial)
+        self.files = [sh.location for sh in self._shards]
         self.keys = keys
         self.seed, self._epoch = seed, _SharedEpoch()
         self.verify, self.transform, self.torch_values = verify, transform, torch_values
         self._where: list[tuple[int, int, int, int]] = []  # (file, record in file, offset, framed size)
-        for fi, path in enumerate(self.files):
-            records = _record_count(path, self.storage_options)
-            offsets = (self._cache.index(path, records) if self._cache
-                       else checked_index(path, records, self.storage_options))
+        for fi, shard in enumerate(self._shards):
+            offsets = shard.folder.index(shard.name, shard.records)
             if offsets is None:
-                raise FileNotFoundError(f"{path}: no index file {layout.index_name(storage.name(path))} "
+                raise FileNotFoundError(f"{shard.location}: no index file {layout.index_name(shard.name)} "
                                         "(convert with index_files=true)")
             self._where += [(fi, k, o, n) for k, (o, n) in enumerate(offsets)]
 
@@ -332,9 +343,9 @@ class TFRecordIndexed(Dataset):
         if not -len(self._where) <= i < len(self._where):
             raise IndexError(f"record {i} out of range: {len(self._where)} records")
         fi, k, offset, size = self._where[i]
-        path = self.files[fi]
-        data = next(_records(path, self.verify, offset, offset + size, k, self.storage_options, self._cache))
-        rec = decode_record(data, f"{path}: record {k} at byte {offset}")
+        shard = self._shards[fi]
+        data = next(_records(shard, self.verify, offset, offset + size, k))
+        rec = decode_record(data, f"{shard.location}: record {k} at byte {offset}")
         item = to_torch(rec) if self.torch_values else rec
         return _keyed(self.transform, item, (self.seed, self.epoch, fi, k), self)
 

@@ -20,11 +20,11 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from aslfr.data.datasets import (_SharedEpoch, _cache, _fold_count, _keyed, _reader_rank, _record_count, _records,
-                                 decode_record, shard_files, to_torch)
+from aslfr.data.datasets import _keyed, _reader_rank, _records, _SharedEpoch, _through_cache, decode_record, to_torch
 from aslfr.data.plan import INTERLEAVE, BudgetPlan, EpochPlan, budget_plan, epoch_plan
-from aslfr.format import layout, storage
-from aslfr.format.manifest import ManifestError, checked_index
+from aslfr.format import layout
+from aslfr.format.store import canonical, location, parent
+from aslfr.format.folder import Shard, resolve
 from aslfr.format.schema import SCHEMA
 
 
@@ -33,18 +33,15 @@ class ShardRecords:
     comes from, the index offsets, records read by number, decoded. Each run of consecutive records
     of a shard is one read (one ranged request from a bucket; `cache_dir` keeps whole shards)."""
 
-    def __init__(self, files: list[Path | str], verify: bool = True, storage_options: Mapping[str, Any] | None = None,
-                 cache_dir: str | Path | None = None, cache_limit: int | None = None, allow_partial: bool = False):
-        self.files, self.verify = files, verify
-        self.storage_options = dict(storage_options or {})
-        self.cache = _cache(cache_dir, cache_limit, files, allow_partial, self.storage_options)
-        self.counts = [_record_count(f, self.storage_options) for f in files]
+    def __init__(self, shards: list[Shard], verify: bool = True):
+        self.shards, self.verify = shards, verify
+        self.files = [sh.location for sh in shards]
+        self.counts = [sh.records for sh in shards]
         self.offsets = []
-        for path, records in zip(files, self.counts):
-            offsets = (self.cache.index(path, records) if self.cache
-                       else checked_index(path, records, self.storage_options))
+        for sh in shards:
+            offsets = sh.folder.index(sh.name, sh.records)
             if offsets is None:
-                raise FileNotFoundError(f"{path}: no index file {layout.index_name(storage.name(path))}, which the "
+                raise FileNotFoundError(f"{sh.location}: no index file {layout.index_name(sh.name)}, which the "
                                         "stream reads records by (convert with index_files=true)")
             self.offsets.append(offsets)
         self.groups = self._groups()
@@ -52,30 +49,24 @@ class ShardRecords:
     def _groups(self) -> list[int]:
         """The parquet file of each shard, as a number: (folder, shard number // folds); a shard of a
         folder without a manifest is a file of its own."""
-        folds: dict[Any, int | None] = {}
         ids: dict[tuple, int] = {}
         out = []
-        for i, path in enumerate(self.files):
-            folder = storage.canonical(storage.parent(storage.location(path)))
-            if folder not in folds:
-                try:
-                    folds[folder] = _fold_count(storage.parent(storage.location(path)), None, self.storage_options)
-                except ManifestError:
-                    folds[folder] = None
-            parsed = layout.parse_shard_name(storage.name(path))
-            key = (folder, parsed[0] // folds[folder]) if parsed and folds[folder] else (folder, "shard", i)
+        for i, sh in enumerate(self.shards):
+            manifest = sh.folder.manifest
+            parsed = layout.parse_shard_name(sh.name)
+            key = ((sh.folder.where, parsed[0] // manifest.folds) if parsed and manifest
+                   else (sh.folder.where, "shard", i))
             out.append(ids.setdefault(key, len(ids)))
         return out
 
     def read(self, shard: int, records: Sequence[int]) -> dict[int, memoryview]:
         """Records of `shard` by number (sorted, distinct), consecutive ones in one read."""
-        path, offsets, out = self.files[shard], self.offsets[shard], {}
+        offsets, out = self.offsets[shard], {}
         runs = np.split(np.asarray(records), np.flatnonzero(np.diff(records) != 1) + 1)
         for run in runs:
             a, b = int(run[0]), int(run[-1]) + 1
             start, end = offsets[a][0], offsets[b - 1][0] + offsets[b - 1][1]
-            for n, data in enumerate(_records(path, self.verify, start, end, a, self.storage_options, self.cache),
-                                     start=a):
+            for n, data in enumerate(_records(self.shards[shard], self.verify, start, end, a), start=a):
                 out[n] = data
         return out
 
@@ -131,9 +122,9 @@ class TFRecordStream(IterableDataset):
                              f"batch), one of them; got batch_size={batch_size} frame_budget={frame_budget}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.storage_options = dict(storage_options or {})
-        self.files = shard_files(paths, allow_partial, self.storage_options)
-        self.shards = ShardRecords(self.files, verify, self.storage_options, cache_dir, cache_limit, allow_partial)
+        self.shards = ShardRecords(_through_cache(resolve(paths, allow_partial, storage_options), cache_dir,
+                                                  cache_limit, allow_partial), verify)
+        self.files = self.shards.files
         rank, world = _reader_rank(rank, world_size)
         self.rank, self.world_size = (rank, world) if rank is not None else (0, 1)
         self.batch_size = batch_size
@@ -239,13 +230,13 @@ def _shard_rates(files: list[Path | str], rates: Mapping[str | Path, float] | No
     """Each shard's rate: its own entry, else its folder's, else 1."""
     if not rates:
         return None
-    given = {storage.canonical(storage.location(k)): float(v) for k, v in rates.items()}
+    given = {canonical(location(k)): float(v) for k, v in rates.items()}
     out = []
     for f in files:
-        loc = storage.location(f)
-        out.append(given.get(storage.canonical(loc), given.get(storage.canonical(storage.parent(loc)), 1.0)))
-    known = {storage.canonical(storage.location(f)) for f in files}
-    known |= {storage.canonical(storage.parent(storage.location(f))) for f in files}
+        loc = location(f)
+        out.append(given.get(canonical(loc), given.get(canonical(parent(loc)), 1.0)))
+    known = {canonical(location(f)) for f in files}
+    known |= {canonical(parent(location(f))) for f in files}
     unknown = [str(k) for k in given if k not in known]
     if unknown:
         raise ValueError(f"rates names {unknown[0]}, which is neither one of the stream's shards nor their folder")

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from aslfr.format.manifest import resolve_shards
+from aslfr.format.folder import resolve_shards
 from aslfr.format.schema import read_shard
 from aslfr.format.vocab import EOS, N_POINTS, POINTS, columns, point
 

@@ -9,17 +9,16 @@
         ... /.aslfr/{number}.json         one receipt per unit of work (resume, merge)
         ... /.aslfr/lock, {number}.lock   advisory locks of running conversions (local folders)
         ... /.aslfr/run-{fingerprint}-{id}.json   a running conversion's marker (stores: see convert.locks)
-        ... /.{name}.{pid}.tmp            a local file being written (storage.publishing)
+        ... /.{name}.{pid}.tmp            a local file being written (Store.publishing)
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from aslfr.format import storage
-from aslfr.format.storage import Location
+from aslfr.format.store import Location, Store, join, name, parent
 
 
 @dataclass(frozen=True)
@@ -65,29 +64,29 @@ RECEIPTS = ".aslfr"
 LOCK = "lock"
 
 
-# Every helper below takes and gives a local path (a Path) or a URL string, as `storage.location` makes them.
+# Every helper below takes and gives a local path (a Path) or a URL string, as `store.location` makes them.
 
 
 def csv_path(data_dir: Location, split_name: str) -> Location:
     """The split's CSV in `data_dir`, a folder or a URL prefix."""
-    return storage.join(storage.location(data_dir), split(split_name).csv)
+    return join(data_dir, split(split_name).csv)
 
 
 def records_dir(out_dir: Location, split_name: str) -> Location:
-    return storage.join(storage.join(storage.location(out_dir), RECORDS_ROOT), split(split_name).records)
+    return join(join(out_dir, RECORDS_ROOT), split(split_name).records)
 
 
 def receipts_dir(records: Location) -> Location:
-    return storage.join(storage.location(records), RECEIPTS)
+    return join(records, RECEIPTS)
 
 
 def receipt_path(records: Location, number: int) -> Location:
-    return storage.join(receipts_dir(records), f"{number}.json")
+    return join(receipts_dir(records), f"{number}.json")
 
 
 def lock_path(records: Location, number: int | None = None) -> Location:
     """The run-wide lock (finalize), or the lock of one unit of work."""
-    return storage.join(receipts_dir(records), LOCK if number is None else f"{number}.lock")
+    return join(receipts_dir(records), LOCK if number is None else f"{number}.lock")
 
 
 SHARD_RE = re.compile(r"^(\d+)\.(\d+)\.tfrec$")
@@ -108,8 +107,7 @@ def index_name(shard: str) -> str:
 
 
 def index_path(shard: Location) -> Location:
-    shard = storage.location(shard)
-    return storage.join(storage.parent(shard), index_name(storage.name(shard)))
+    return join(parent(shard), index_name(name(shard)))
 
 
 def parse_shard_name(name: str) -> tuple[int, int] | None:
@@ -118,19 +116,15 @@ def parse_shard_name(name: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def shard_sort_key(path: Location) -> int:
-    parsed = parse_shard_name(storage.name(path))
-    return parsed[0] if parsed else -1
+def shard_names(names: Iterable[str]) -> list[str]:
+    """The shard file names among a folder's file names, by shard number."""
+    return sorted((n for n in names if SHARD_RE.match(n)), key=lambda n: parse_shard_name(n)[0])
 
 
 def glob_shards(directory: Location, options: Mapping[str, Any] | None = None) -> list[Location]:
     """The shard files in a folder or under a prefix, by shard number (what is there, manifest or not)."""
-    return shards_among(storage.glob(storage.location(directory), "*.tfrec", options))
-
-
-def shards_among(entries):
-    """The shard files among a folder's entries (paths or URLs), by shard number."""
-    return sorted((p for p in entries if parse_shard_name(storage.name(p))), key=shard_sort_key)
+    store = Store.at(directory, options)
+    return [store.where(n) for n in shard_names(store.list())]
 
 
 def fold_of_number(number: int, folds: int) -> int:

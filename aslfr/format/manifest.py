@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
-from aslfr.format import layout, storage
-from aslfr.format.tfrecord import CorruptRecordError
+from aslfr.format import layout
+from aslfr.format.store import Store
 
 #: The manifest layout this code writes and reads; bumped when a key changes meaning.
 VERSION = 1
@@ -141,144 +140,21 @@ def _typed(d: Any, cls: type, where: str) -> dict[str, Any]:
     return out
 
 
-def load_manifest(records_dir: str | Path, storage_options: Mapping[str, Any] | None = None) -> Manifest | None:
-    """The folder's manifest, or None if it has none; an unreadable manifest is an error."""
-    path = storage.join(storage.location(records_dir), layout.MANIFEST)
-    if not storage.is_file(path, storage_options):
-        return None
+def read_manifest(store: Store) -> Manifest | None:
+    """The manifest of the folder `store` is, or None if it has none; an unreadable manifest, or one
+    of another version or shape, is an error naming it (a store's refusal is its own error)."""
+    path = store.where(layout.MANIFEST)
     try:
-        text = storage.read_text(path, storage_options)
+        text = store.read_text(layout.MANIFEST)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except PermissionError:
+        raise
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: unreadable manifest ({e})") from None
     return Manifest.from_json(text, path)
 
 
-def manifest_folds(records_dir: str | Path, storage_options: Mapping[str, Any] | None = None) -> int | None:
-    m = load_manifest(records_dir, storage_options)
-    return None if m is None else m.folds
-
-
-def check_shards(records_dir: str | Path, m: Manifest,
-                 storage_options: Mapping[str, Any] | None = None) -> list[Path | str]:
-    """The manifest's shards, each checked for presence, record count (name) and size; no
-    unlisted shard may be in the folder. Errors name the folder and the first problem."""
-    d = storage.location(records_dir)
-    listed = {s.name for s in m.shards}
-    extra = [n for n in map(storage.name, _present_shards(d, storage_options)) if n not in listed]
-    if extra:
-        raise ManifestError(f"{d}: {len(extra)} shard(s) not in manifest.json, first {extra[0]} "
-                            "(a run in progress or an earlier run's files; rerun the conversion)")
-    out = []
-    for s in m.shards:
-        path = storage.join(d, s.name)
-        try:
-            size = storage.size(path, storage_options)
-        except OSError:
-            raise ManifestError(f"{d}: shard {s.name} listed in manifest.json is missing") from None
-        if size != s.bytes:
-            raise ManifestError(f"{d}: shard {s.name} has {size} bytes, manifest.json says {s.bytes}")
-        out.append(path)
-    return sorted(out, key=layout.shard_sort_key)
-
-
-def shard_entry(path: Path | str, storage_options: Mapping[str, Any] | None = None) -> ShardEntry | None:
-    """The manifest's entry for one shard file, or None if its folder has no manifest."""
-    m = load_manifest(storage.parent(path), storage_options)
-    if m is None:
-        return None
-    for s in m.shards:
-        if s.name == storage.name(path):
-            return s
-    raise ManifestError(f"{path}: not listed in {storage.join(storage.parent(path), layout.MANIFEST)}")
-
-
-def resolve_shards(paths: str | Path | Iterable[str | Path], allow_partial: bool = False,
-                   storage_options: Mapping[str, Any] | None = None) -> list[Path | str]:
-    """The shard files of records folders (the manifest's list, checked) and of shard files.
-
-    A folder without a manifest, a path that does not exist, a folder with no shards, or shards
-    that disagree with the manifest are errors naming the path. `allow_partial=True` reads the
-    `*.tfrec` files that are there when the manifest is missing or disagrees, with a warning."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    out: list[Path | str] = []
-    for p in map(storage.location, paths):
-        if storage.is_dir(p, storage_options):
-            out += _folder_shards(p, allow_partial, storage_options)
-        elif storage.is_file(p, storage_options):
-            if not allow_partial:
-                entry = shard_entry(p, storage_options)
-                if entry is not None and (size := storage.size(p, storage_options)) != entry.bytes:
-                    raise ManifestError(f"{p}: {size} bytes, manifest.json says {entry.bytes}")
-            out.append(p)
-        else:
-            raise ManifestError(f"{p}: no such records folder or shard file")
-    return no_duplicates(out)
-
-
-def no_duplicates(shards: list[Path | str]) -> list[Path | str]:
-    """The shards, if none is given twice (the same file, by resolved path or URL): reading a shard
-    twice would silently count its records twice in every epoch."""
-    seen: dict[Path | str, Path | str] = {}
-    for p in shards:
-        r = storage.canonical(p)
-        if r in seen:
-            also = "" if str(seen[r]) == str(p) else f" (also as {seen[r]})"
-            raise ManifestError(f"{p}: shard given twice{also}; each shard may be read once")
-        seen[r] = p
-    return shards
-
-
-def _folder_shards(d: Path | str, allow_partial: bool, storage_options: Mapping[str, Any] | None) -> list[Path | str]:
-    try:
-        m = load_manifest(d, storage_options)
-        if m is None:
-            raise ManifestError(f"{d}: no manifest.json (not a records folder, or its conversion is not finished; "
-                                f"records folders are {{out_dir}}/{layout.RECORDS_ROOT}/<train|sup>)")
-        shards = check_shards(d, m, storage_options)
-    except ManifestError as e:
-        if not allow_partial:
-            raise
-        shards = _present_shards(d, storage_options)
-        if not shards:
-            raise ManifestError(f"{d}: no shard files (*.tfrec)") from None
-        warnings.warn(f"{e}; allow_partial: reading the {len(shards)} shard(s) present", stacklevel=3)
-    if not shards:
-        raise ManifestError(f"{d}: manifest.json lists no shards")
-    return shards
-
-
-def _present_shards(d: Path | str, storage_options: Mapping[str, Any] | None) -> list[Path | str]:
-    """The shard files in a folder or under a URL prefix (what is there, manifest or not)."""
-    return layout.shards_among(storage.glob(d, "*.tfrec", storage_options))
-
-
-def checked_index(shard: Path | str, records: int | None = None,
-                  storage_options: Mapping[str, Any] | None = None) -> list[tuple[int, int]] | None:
-    """The validated index of a shard (None if it has no index file): its line count equals the
-    shard's records, offsets run back to back and end at the shard's size, and, when the manifest
-    records the index's size and CRC, they match."""
-    import crc32c
-
-    from aslfr.format.tfrecord import parse_index
-
-    idx = storage.join(storage.parent(shard), layout.index_name(storage.name(shard)))
-    if not storage.is_file(idx, storage_options):
-        return None
-    if records is None:
-        parsed = layout.parse_shard_name(storage.name(shard))
-        records = parsed[1] if parsed else None
-    entry = None
-    try:
-        entry = shard_entry(shard, storage_options)
-    except ManifestError:
-        pass
-    if entry and entry.index_bytes is not None:
-        raw = storage.read_bytes(idx, storage_options)
-        if len(raw) != entry.index_bytes or f"{crc32c.crc32c(raw):08x}" != entry.index_crc32c:
-            raise CorruptRecordError(f"{idx}: index file differs from manifest.json (size or CRC32C)")
-    try:
-        text = storage.read_text(idx, storage_options)
-    except OSError as e:
-        raise CorruptRecordError(f"{idx}: index file unreadable ({e.strerror or e})") from None
-    return parse_index(text, idx, records, storage.size(shard, storage_options))
+def load_manifest(records_dir: str | Path, storage_options: Mapping[str, Any] | None = None) -> Manifest | None:
+    """The folder's manifest, or None if it has none; an unreadable manifest is an error."""
+    return read_manifest(Store.at(records_dir, storage_options))

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from aslfr.format import storage
 from aslfr.format.layout import MEANS, STDS
+from aslfr.format.store import Store
 from aslfr.format.vocab import N_COLS
 
 
@@ -55,27 +55,35 @@ def load_stats(records_dir: str | Path,
                storage_options: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """means.npy and stds.npy written beside the records (a folder or a URL), validated; errors
     name the file."""
-    d = storage.location(records_dir)
+    return read_stats(Store.at(records_dir, storage_options))
+
+
+def read_stats(store: Store) -> tuple[np.ndarray, np.ndarray]:
+    """`load_stats` of a folder's store."""
     out = []
     for name in (MEANS, STDS):
-        path = storage.join(d, name)
-        if not storage.is_file(path, storage_options):
-            raise FileNotFoundError(f"{d}: no {name} (written when a conversion finishes; "
-                                    "`python -m aslfr.stats` recomputes it)")
+        path = store.where(name)
         try:
-            a = np.load(io.BytesIO(storage.read_bytes(path, storage_options)), allow_pickle=False)
+            raw = store.read_bytes(name)
+        except (FileNotFoundError, NotADirectoryError):
+            raise FileNotFoundError(f"{store.where()}: no {name} (written when a conversion finishes; "
+                                    "`python -m aslfr.stats` recomputes it)") from None
+        except PermissionError:  # the store's refusal, naming the object
+            raise
         except OSError as e:
             raise OSError(f"{path}: unreadable ({e.strerror or e})") from None
+        try:
+            a = np.load(io.BytesIO(raw), allow_pickle=False)
         except (ValueError, EOFError):
             raise StatsError(f"{path}: not a NumPy .npy array file") from None
         out.append(checked(str(path), a, positive=name == STDS))
     return out[0], out[1]
 
 
-def stats_problems(records_dir: str | Path, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+def stats_problems(store: Store) -> list[str]:
     """[] when `load_stats` accepts the folder's statistics, else its one-line error (for verify)."""
     try:
-        load_stats(records_dir, storage_options)
+        read_stats(store)
     except (OSError, ValueError) as e:
         return [str(e)]
     return []

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, Iterator, Mapping
 
 import crc32c
 
-from aslfr.format import storage
+from aslfr.format.store import Location, Store
 
 _HEADER = struct.Struct("<Q")
 _MASK = 0xA282EAD8
@@ -66,20 +66,27 @@ def parse_index(text: str, path: str | Path, records: int | None = None,
     return out
 
 
-def file_crc32c(path: storage.Location, storage_options: Mapping[str, Any] | None = None) -> str:
+def file_crc32c(path: Location, storage_options: Mapping[str, Any] | None = None) -> str:
     """CRC32C of a whole file as 8 hex digits (what the manifest records); a URL is streamed."""
+    store, name = Store.of_file(path, storage_options)
+    with store.open_read(name) as (f, _):
+        return stream_crc32c(f)
+
+
+def stream_crc32c(f: BinaryIO) -> str:
+    """CRC32C of what is left to read in `f`, as 8 hex digits."""
     value = 0
-    with storage.open_read(path, options=storage_options) as (f, _):
-        while chunk := f.read(1 << 22):
-            value = crc32c.crc32c(chunk, value)
+    while chunk := f.read(1 << 22):
+        value = crc32c.crc32c(chunk, value)
     return f"{value:08x}"
 
 
-def read_records(path: storage.Location, verify: bool = True, start: int = 0, end: int | None = None,
+def read_records(path: Location, verify: bool = True, start: int = 0, end: int | None = None,
                  first_record: int = 0, storage_options: Mapping[str, Any] | None = None) -> Iterator[memoryview]:
     """Yield the serialized records (writable memoryviews) of one TFRecord file (a path or a URL)
     from byte `start` to `end` (`records_from`)."""
-    with storage.open_read(path, start, end, storage_options) as (f, size):
+    store, name = Store.of_file(path, storage_options)
+    with store.open_read(name, start, end) as (f, size):
         yield from records_from(f, size, path, verify, start, end, first_record)
 
 
@@ -119,9 +126,10 @@ def records_from(f: BinaryIO, size: int, path: str | Path, verify: bool = True, 
         n += 1
 
 
-def count_records(path: storage.Location, storage_options: Mapping[str, Any] | None = None) -> int:
+def count_records(path: Location, storage_options: Mapping[str, Any] | None = None) -> int:
     """Records in a file (a path or a URL), walking the length headers only."""
-    with storage.open_read(path, options=storage_options) as (f, size):
+    store, name = Store.of_file(path, storage_options)
+    with store.open_read(name) as (f, size):
         return count_from(f, size, path)
 
 

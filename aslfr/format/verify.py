@@ -8,64 +8,61 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from aslfr.format import layout, storage
-from aslfr.format.manifest import ManifestError, checked_index, load_manifest
+from aslfr.format import layout
+from aslfr.format.folder import RecordsFolder
+from aslfr.format.manifest import ManifestError
 from aslfr.format.schema import read_shard
 from aslfr.format.stats import stats_problems
-from aslfr.format.storage import Location
-from aslfr.format.tfrecord import CorruptRecordError, file_crc32c
+from aslfr.format.store import Location
+from aslfr.format.tfrecord import CorruptRecordError, stream_crc32c
 
 
 def records_dirs(root: str | Location, storage_options: Mapping[str, Any] | None = None) -> list[Location]:
     """A records folder itself, or the records folders of an output folder ({out_dir}/tfrecords/*),
     as paths or URLs; a location that cannot be either (nothing, a file) is an error saying which."""
-    root = storage.location(root)
-    if not storage.is_dir(root, storage_options):
-        if storage.is_file(root, storage_options):
-            raise ManifestError(f"{root}: is a file: give an output folder or a records folder")
-        raise ManifestError(f"{root}: no such file or folder")
-    if storage.is_file(storage.join(root, layout.MANIFEST), storage_options):
-        return [root]
-    for pattern in (f"{layout.RECORDS_ROOT}/*/{layout.MANIFEST}", f"*/{layout.MANIFEST}"):
-        found = sorted(map(storage.parent, storage.glob(root, pattern, storage_options)))
-        if found:
-            return found
-    return []
+    return [f.where for f in RecordsFolder.discover(root, storage_options)]
 
 
 def verify_split(records_dir: Location, storage_options: Mapping[str, Any] | None = None) -> tuple[bool, str]:
     """(ok, one-line verdict) for one records folder (a path or a URL)."""
-    records_dir = storage.location(records_dir)
-    opts = storage_options
+    return verify_folder(RecordsFolder.at(records_dir, storage_options))
+
+
+def verify_folder(folder: RecordsFolder) -> tuple[bool, str]:
+    """(ok, one-line verdict) for one records folder."""
+    where, store = folder.where, folder.store
     try:
-        m = load_manifest(records_dir, opts)
+        m = folder.manifest
     except ManifestError as e:
-        return False, f"{records_dir}: FAIL {e}"
+        return False, f"{where}: FAIL {e}"
     if m is None:
-        return False, f"{records_dir}: FAIL no manifest.json"
-    problems = [f"manifest.json: {p}" for p in m.inconsistencies()] + stats_problems(records_dir, opts)
+        return False, f"{where}: FAIL no manifest.json"
+    problems = [f"manifest.json: {p}" for p in m.inconsistencies()] + stats_problems(store)
+    sizes = folder.sizes()
     listed = {s.name for s in m.shards}
-    extra = [n for n in map(storage.name, layout.glob_shards(records_dir, opts)) if n not in listed]
+    extra = [n for n in folder.present() if n not in listed]
     if extra:
         problems.append(f"{len(extra)} shard(s) not in the manifest, first {extra[0]}")
     records = 0
     for s in m.shards:
-        path = storage.join(records_dir, s.name)
-        if not storage.is_file(path, opts):
+        if layout.parse_shard_name(s.name) is None:
+            continue  # not a file of this folder (the manifest's problem, listed above)
+        if s.name not in sizes:
             problems.append(f"{s.name}: missing")
             continue
-        if (size := storage.size(path, opts)) != s.bytes:
-            problems.append(f"{s.name}: {size} bytes, manifest says {s.bytes}")
+        if sizes[s.name] != s.bytes:
+            problems.append(f"{s.name}: {sizes[s.name]} bytes, manifest says {s.bytes}")
             continue
-        if file_crc32c(path, opts) != s.crc32c:
-            problems.append(f"{s.name}: checksum differs from the manifest")
-            continue
+        with store.open_read(s.name) as (f, _):
+            if stream_crc32c(f) != s.crc32c:
+                problems.append(f"{s.name}: checksum differs from the manifest")
+                continue
         try:
-            if s.index_bytes is not None and not storage.is_file(layout.index_path(path), opts):
+            if s.index_bytes is not None and layout.index_name(s.name) not in sizes:
                 raise CorruptRecordError(f"{layout.index_name(s.name)}: index file missing")
-            checked_index(path, s.records, opts)
+            folder.index(s.name, s.records)
             n = 0
-            for rec in read_shard(path, storage_options=opts):
+            for rec in read_shard(store.where(s.name), storage_options=store.options):
                 n += 1
                 if int(rec["fold"]) != s.fold or rec["n_frames"] != rec["frames"].shape[0]:
                     raise ValueError(f"{s.name}: record {n - 1} does not match its shard (fold/n_frames)")
@@ -76,6 +73,6 @@ def verify_split(records_dir: Location, storage_options: Mapping[str, Any] | Non
             problems.append(f"{s.name}: {n} records, manifest says {s.records}")
         records += n
     if problems:
-        return False, f"{records_dir}: FAIL {len(problems)} problem(s): {problems[0]}"
-    return True, (f"{records_dir}: OK {len(m.shards)} shards, {records} records, CRCs, indexes and schema "
+        return False, f"{where}: FAIL {len(problems)} problem(s): {problems[0]}"
+    return True, (f"{where}: OK {len(m.shards)} shards, {records} records, CRCs, indexes and schema "
                   "verified")

@@ -21,7 +21,8 @@ from buckets import new_bucket, s3  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
 from aslfr.convert.stats import from_records  # noqa: E402
-from aslfr.format.manifest import load_manifest, resolve_shards  # noqa: E402
+from aslfr.format.folder import resolve_shards  # noqa: E402
+from aslfr.format.manifest import load_manifest  # noqa: E402
 from aslfr.format.tfrecord import count_records, file_crc32c, read_records  # noqa: E402
 
 

@@ -84,7 +84,7 @@ def test_refusals_are_one_line_naming_the_url(status):
         url = "gs://private-bucket/out/tfrecords/train"
         with pytest.raises(PermissionError) as e:
             TFRecordShards(url, storage_options={"endpoint_url": f"http://127.0.0.1:{server.server_address[1]}"})
-        assert re.fullmatch(f"{url}: [^\n]*Anonymous caller does not have storage.objects.get access[^\n]*",
+        assert re.fullmatch(f"{url}/manifest.json: [^\n]*Anonymous caller does not have storage.objects.get access[^\n]*",
                             str(e.value)), str(e.value)
     finally:
         server.shutdown()
@@ -101,7 +101,7 @@ def test_the_emulator_is_spoken_to_anonymously(bucket, monkeypatch):
         raise AssertionError("looked for Google credentials")
 
     monkeypatch.setattr(google.auth, "default", no_lookup)
-    monkeypatch.setattr(storage, "_clients", {})
+    monkeypatch.setattr("aslfr.format.store._clients", {})
     assert len(TFRecordIndexed(f"{bucket}/out/tfrecords/sup")) == 24
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import crc32c
 import pytest
 
-from aslfr.format.manifest import Manifest, ManifestError, load_manifest, resolve_shards
+from aslfr.format.folder import resolve_shards
+from aslfr.format.manifest import Manifest, ManifestError, load_manifest
 from aslfr.source.synthetic import SplitSpec, generate
 from conftest import convert
 

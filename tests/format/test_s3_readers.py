@@ -22,7 +22,6 @@ from store_cases import (  # noqa: E402,F401  (run here against this module's st
     test_shards_from_a_bucket_equal_the_local_folder)
 
 from aslfr.data.datasets import TFRecordShards  # noqa: E402
-from aslfr.format import storage  # noqa: E402
 from aslfr.format.stats import load_stats  # noqa: E402
 
 
@@ -45,7 +44,7 @@ def test_wrong_credentials_name_the_url(bucket, monkeypatch):
     monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
     url = f"{bucket}/out/tfrecords/train"
     wrong = {"key": "AKIAWRONGWRONGWRONG0", "secret": "wrong"}
-    with pytest.raises(PermissionError, match=f"^{url}: "):
+    with pytest.raises(PermissionError, match=f"^{url}/manifest.json: "):  # the first object read
         TFRecordShards(url, storage_options=wrong)
     with pytest.raises(PermissionError, match=f"^{url}/means.npy: "):
         load_stats(url, storage_options=wrong)
@@ -85,7 +84,11 @@ def test_a_parquet_object_is_fetched_as_footer_and_selected_chunks_only(small_da
     from aslfr.format.vocab import SELECTED_COLUMNS
 
     local = sorted((small_data / "train_landmarks").glob("*.parquet"))[0]
-    f = storage.open_parquet(f"{data_bucket}/data/train_landmarks/{local.name}", [*SELECTED_COLUMNS, "sequence_id"])
+    from aslfr.format.store import Store
+    from aslfr.source.landmarks import prefetched
+
+    store, name = Store.of_file(f"{data_bucket}/data/train_landmarks/{local.name}")
+    f = prefetched(store, name, [*SELECTED_COLUMNS, "sequence_id"])
     spans = sorted(f.cache.data)
     size, tail = local.stat().st_size, spans[-1][0]
     assert spans[-1][1] == size and tail <= size - pq.read_metadata(local).serialized_size - 8  # the footer

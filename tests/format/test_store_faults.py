@@ -32,7 +32,7 @@ from test_reader import _same  # noqa: E402  (items equal, NaN included)
 
 from aslfr.data.datasets import TFRecordShards  # noqa: E402
 from aslfr.errors import InputError  # noqa: E402
-from aslfr.format import storage  # noqa: E402
+from aslfr.format import store  # noqa: E402
 from aslfr.source.synthetic import SplitSpec, generate  # noqa: E402
 
 HANG = 300  # seconds: a hang guard only (a dead server fails a read in ~12 s, see the report)
@@ -172,7 +172,7 @@ def server(monkeypatch):
     srv = Server()
     for k, v in {**ENV, "AWS_ENDPOINT_URL": srv.url}.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(storage, "_clients", {})  # none built for another test's server
+    monkeypatch.setattr(store, "_clients", {})  # none built for another test's server
     yield srv
     srv.when = None
     srv.stop()
@@ -204,10 +204,10 @@ def _largest_shard(folder) -> str:
 def test_a_read_cut_mid_shard_resumes_when_the_server_is_back(server, converted, monkeypatch):
     """The server stops halfway through the 2nd block of a shard and comes back on the same port:
     the iteration ends with the local items, in order, the objects intact across the restart."""
-    monkeypatch.setattr(storage, "BLOCK", 16 << 10)
+    monkeypatch.setattr(store, "BLOCK", 16 << 10)
     train = converted / "tfrecords/train"
     shard = _largest_shard(train)
-    assert (train / shard).stat().st_size > 3 * storage.BLOCK  # a stream of several requests
+    assert (train / shard).stat().st_size > 3 * store.BLOCK  # a stream of several requests
     url = f"{new_bucket(train, 'train', skip=('.aslfr',))}/train"
     server.cut(_nth_ranged_get(f"/train/{shard}", 2), halfway=True, restart_after=2)
     remote = _bounded(lambda: list(TFRecordShards(url)))
@@ -219,7 +219,7 @@ def test_a_read_cut_mid_shard_resumes_when_the_server_is_back(server, converted,
 
 
 def test_a_read_cut_for_good_is_one_error_naming_the_shard(server, converted, monkeypatch):
-    monkeypatch.setattr(storage, "BLOCK", 16 << 10)
+    monkeypatch.setattr(store, "BLOCK", 16 << 10)
     train = converted / "tfrecords/train"
     shard = _largest_shard(train)
     url = f"{new_bucket(train, 'train', skip=('.aslfr',))}/train"

@@ -2,10 +2,14 @@
 every record exactly once over 2 node processes x 2 workers (forked) and over spawned workers; the
 cache holds the shards' exact bytes, serves later epochs with the store gone, evicts least recently
 used files, never serves a changed object's old copy, and never keeps a download that disagrees
-with the manifest. The local reader over the same converted records is the reference."""
+with the manifest. The cache owns `{cache_dir}/aslfr-cache-v1/` and nothing else: a user's files and
+folders in `cache_dir` survive eviction. Its local faults name the cache file, and an entry damaged
+on the local disk is fetched once more. The local reader over the same converted records is the
+reference."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -24,8 +28,11 @@ from buckets import ENV, new_bucket, s3  # noqa: E402
 from conftest import ROOT  # noqa: E402
 from test_reader import _same  # noqa: E402  (items equal, NaN included)
 
-from aslfr.data.datasets import TFRecordIndexed, TFRecordShards  # noqa: E402
+from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files  # noqa: E402
+from aslfr.format import cache as cache_module  # noqa: E402
 from aslfr.format import storage  # noqa: E402
+from aslfr.format.cache import OWNED  # noqa: E402
+from aslfr.format.store import FsspecStore  # noqa: E402
 from aslfr.format.tfrecord import CorruptRecordError  # noqa: E402
 
 
@@ -57,7 +64,7 @@ def _records_files(train: Path) -> dict[str, bytes]:
 def _cached(cache: Path) -> dict[str, bytes]:
     """The cache's files as {original file name: bytes} (entries are named `{url hash}.{crc}.{name}`);
     a file left under a temporary name (a leading ".") fails the test."""
-    files = sorted(cache.iterdir())
+    files = sorted((cache / OWNED).iterdir())
     assert not [p.name for p in files if p.name.startswith(".")]
     return {p.name.split(".", 2)[2]: p.read_bytes() for p in files}
 
@@ -159,7 +166,7 @@ def test_indexed_reader_caches_shards_and_indexes_byte_for_byte(train, url, tmp_
 def test_local_paths_ignore_the_cache(train, tmp_path):
     items = list(TFRecordShards(train, cache_dir=tmp_path / "cache", rank=0, world_size=3))
     assert len(items) == 16
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()
 
 
 def test_the_size_limit_evicts_the_least_recently_used(train, url, tmp_path):
@@ -188,7 +195,7 @@ def test_the_size_limit_evicts_the_least_recently_used(train, url, tmp_path):
     ds = TFRecordShards(f"{url}/{big.name}", cache_dir=small, cache_limit=big.stat().st_size - 1)
     for x, y in zip(ds, TFRecordShards(big), strict=True):
         _same(x, y)
-    assert list(small.iterdir()) == []
+    assert not small.exists()
 
 
 def test_a_changed_object_is_not_served_stale(train, url, tmp_path):
@@ -216,7 +223,8 @@ def test_a_changed_object_is_not_served_stale(train, url, tmp_path):
 
     after = [int(x["sequence_id"]) for x in TFRecordShards(f"{url}/{a.name}", cache_dir=cache)]
     assert after == [int(x["sequence_id"]) for x in TFRecordShards(b)] != before[:3]
-    old_and_new = sorted(v for p, v in ((p.name, p.read_bytes()) for p in cache.iterdir()) if p.endswith(a.name))
+    old_and_new = sorted(v for p, v in ((p.name, p.read_bytes()) for p in (cache / OWNED).iterdir())
+                         if p.endswith(a.name))
     assert old_and_new == sorted([a.read_bytes(), b.read_bytes()])
 
 
@@ -233,7 +241,7 @@ def test_a_corrupted_download_is_an_error_naming_the_url_and_is_not_cached(train
                                                  f"manifest.json says {len(data)} bytes with CRC32C [0-9a-f]{{8}} "
                                                  r"\(not cached\)$"):
         list(TFRecordShards(target, cache_dir=cache))
-    assert list(cache.iterdir()) == []
+    assert list((cache / OWNED).iterdir()) == []
 
     other = _shards(train)[5]
     ds = TFRecordIndexed(f"{url}/{other.name}", cache_dir=cache)  # its index is cached as it is built
@@ -246,21 +254,21 @@ def test_a_corrupted_download_is_an_error_naming_the_url_and_is_not_cached(train
 def test_a_bad_first_download_is_retried(train, url, tmp_path, monkeypatch):
     """The first transfer returns zeros of the right size, the next the object: the read succeeds,
     and the cache holds the object's bytes."""
-    real, calls = storage.open_read, []
+    real, calls = FsspecStore.open_read, []
 
     @contextmanager
-    def flaky(loc, *a, **kw):
-        calls.append(loc)
+    def flaky(store, name, *a, **kw):
+        calls.append(store.where(name))
         if len(calls) == 1:
-            n = storage.size(loc)
+            n = store.size(name)
             yield io.BytesIO(bytes(n)), n
         else:
-            with real(loc, *a, **kw) as opened:
+            with real(store, name, *a, **kw) as opened:
                 yield opened
 
     shard = _shards(train)[2]
     ds, local = TFRecordShards(f"{url}/{shard.name}", cache_dir=tmp_path / "cache"), list(TFRecordShards(shard))
-    monkeypatch.setattr(storage, "open_read", flaky)
+    monkeypatch.setattr(FsspecStore, "open_read", flaky)
     for a, b in zip(ds, local, strict=True):
         _same(a, b)
     assert calls == [f"{url}/{shard.name}"] * 2 + [f"{url}/{shard.with_suffix('.tfindex').name}"]
@@ -274,3 +282,79 @@ def test_bad_cache_arguments(url, tmp_path):
         TFRecordIndexed(url, cache_limit=100)
     with pytest.raises(ValueError, match="^cache_dir must be a local folder, got s3://"):
         TFRecordShards(url, cache_dir="s3://b/cache")
+
+
+def _read(ds) -> list[int]:
+    """The sequence ids of a reader's items, read in this process."""
+    return [int(x["sequence_id"]) for x in ds]
+
+
+def test_eviction_leaves_the_users_files_and_folders_alone(train, url, tmp_path):
+    """The issue's reproduction: old files and a subfolder in cache_dir, a limit that forces evictions."""
+    scratch = tmp_path / "scratch"
+    (scratch / "sub").mkdir(parents=True)
+    (scratch / "my_notes.txt").write_text("precious\n")
+    (scratch / "checkpoint.pt").write_text("x\n")
+    for p in (scratch / "my_notes.txt", scratch / "checkpoint.pt"):
+        os.utime(p, (1577836800, 1577836800))  # 2020-01-01
+    biggest = max(p.stat().st_size + p.with_suffix(".tfindex").stat().st_size for p in train.glob("*.tfrec"))
+    train_files, _ = fold_files(url, valid_fold=0)
+    ds = TFRecordShards(train_files, cache_dir=scratch, cache_limit=2 * biggest)
+    assert _read(ds) == _read(TFRecordShards(fold_files(train, valid_fold=0)[0]))
+    assert (scratch / "my_notes.txt").read_text() == "precious\n" and (scratch / "checkpoint.pt").read_text() == "x\n"
+    assert (scratch / "sub").is_dir()
+    kept = list((scratch / OWNED).iterdir())
+    assert 0 < sum(p.stat().st_size for p in kept) <= 2 * biggest < sum(p.stat().st_size for p in train.iterdir()
+                                                                        if p.suffix in (".tfrec", ".tfindex"))
+
+
+def test_a_full_cache_disk_names_the_cache_file(url, tmp_path, monkeypatch):
+    """Writes into the cache fail with ENOSPC (/dev/full): the error names the cache entry and says
+    its file system is full, not the bucket's object."""
+    real = open
+
+    def full(path, mode="r", *a, **kw):
+        return real("/dev/full", mode, *a, **kw) if "w" in mode and OWNED in str(path) else real(path, mode, *a, **kw)
+
+    monkeypatch.setattr(cache_module, "open", full, raising=False)
+    with pytest.raises(OSError) as e:
+        list(TFRecordShards(url, cache_dir=tmp_path / "cache"))
+    assert e.value.errno == errno.ENOSPC and e.value.filename.startswith(str(tmp_path / "cache" / OWNED))
+    assert "is full" in e.value.strerror and "s3://" not in str(e.value)
+
+
+def test_a_damaged_cache_entry_is_fetched_once_more(train, url, tmp_path):
+    cache = tmp_path / "cache"
+    expected = _read(TFRecordShards(train))
+    assert _read(TFRecordShards(url, cache_dir=cache)) == expected
+    entries = sorted((cache / OWNED).glob("*.tfrec"))
+    for p in entries:  # one byte flipped in every cached shard, sizes kept
+        data = bytearray(p.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        p.write_bytes(bytes(data))
+    assert _read(TFRecordShards(url, cache_dir=cache)) == expected
+    assert {p.name.split(".", 2)[2]: p.read_bytes() for p in entries} == \
+        {p.name: p.read_bytes() for p in train.glob("*.tfrec")}
+
+
+def test_a_damaged_entry_of_a_damaged_object_is_an_error_naming_the_url(train, url, tmp_path):
+    cache = tmp_path / "cache"
+    shard = sorted(train.glob("*.tfrec"))[0]
+    target = f"{url}/{shard.name}"
+    list(TFRecordShards(target, cache_dir=cache))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (entry,) = (cache / OWNED).glob(f"*.{shard.name}")
+    entry.write_bytes(bytes(data))
+    s3().pipe_file(target.removeprefix("s3://"), bytes(data))
+    with pytest.raises(CorruptRecordError, match=f"^{target}: downloaded {len(data)} bytes with CRC32C"):
+        list(TFRecordShards(target, cache_dir=cache))
+
+
+def test_a_damaged_cached_index_is_fetched_once_more(train, url, tmp_path):
+    cache = tmp_path / "cache"
+    assert len(TFRecordIndexed(url, cache_dir=cache)) == 48
+    for p in (cache / OWNED).glob("*.tfindex"):
+        p.write_bytes(p.read_bytes().replace(b"0", b"1", 1))
+    ds = TFRecordIndexed(url, cache_dir=cache)
+    assert len(ds) == 48 and int(ds[47]["sequence_id"]) == int(TFRecordIndexed(train)[47]["sequence_id"])
