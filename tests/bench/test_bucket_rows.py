@@ -37,7 +37,9 @@ def test_bucket_rows_on_a_tiny_dataset(tmp_path):
     converter = next(v for k, v in rows.items() if "local -> local / s3:// -> s3://" in k)
     assert re.fullmatch(rf"{NUMBER} / {NUMBER}   s3/local {NUMBER}", converter)
     # the cached path read every shard through the cache: each shard and its index is an entry there
-    cached = sorted(p.name.split(".", 2)[2] for p in (tmp_path / "bucket-cache").iterdir())
+    from aslfr.format.cache import OWNED
+
+    cached = sorted(p.name.split(".", 2)[2] for p in (tmp_path / "bucket-cache" / OWNED).iterdir())
     written = sorted(p.name for p in (tmp_path / "bucket-out/tfrecords/train").iterdir()
                      if p.suffix in (".tfrec", ".tfindex"))
     assert cached == written and len(written) == 2 * int(shards)
