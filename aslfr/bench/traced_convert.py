@@ -17,13 +17,13 @@ from aslfr.bench.phases import PhaseTimer
 def phase_functions() -> dict:
     """The functions that make up a file's conversion, each with its phase."""
     from aslfr.convert import converter, shards
-    from aslfr.format import storage
+    from aslfr.format import store
     from aslfr.format.schema import encode_record_into
     from aslfr.source.landmarks import Landmarks, read_landmarks
 
     return {read_landmarks: "read", Landmarks.frames: "transpose", converter.RecordBuffers.record: "nan_stats",
             encode_record_into: "encode", shards.RecordWriter.frame: "crc", shards._write_all: "write",
-            storage.durable: "fsync", converter._write_file: "other"}
+            store.durable: "fsync", converter._write_file: "other"}
 
 
 def read_phases(folder: Path) -> list[dict]:
