@@ -50,6 +50,7 @@ class ShardRecords:
                                         "stream reads records by (convert with index_files=true)")
             self.offsets.append(offsets)
         self.groups = self._groups()
+        decode_framed(bytearray())  # the parser compiled (or loaded from the cache) here, before workers fork
 
     def _groups(self) -> list[int]:
         """The parquet file of each shard, as a number: (folder, shard number // folds); a shard of a
