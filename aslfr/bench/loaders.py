@@ -12,7 +12,9 @@ that a busy machine slows both alike; a figure counts when the training loop hol
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -22,12 +24,27 @@ from aslfr.bench.throughput import BATCH, WORKERS, summary
 SIDES = ("processes", "threads")
 
 
-def _epoch(loader, epoch: int, consume: Callable | None) -> float:
-    """rec/s of one epoch of the loader, each batch through `consume` in the loop."""
+def _epoch(loader, epoch: int, consume: Callable | None) -> tuple[float, float]:
+    """(rec/s, records per CPU second) of one epoch of the loader, each batch through `consume` in
+    the loop. The CPU seconds (this process and its workers) barely change with other programs'
+    load, the wall clock does: on a shared machine the first figure is noisy."""
     loader.set_epoch(epoch)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     records = sum(_consumed(batch, consume) for batch in loader)
-    return records / (time.perf_counter() - start)
+    return records / (time.perf_counter() - start), records / (_cpu_seconds() - cpu)
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process (all threads) and of its live children (DataLoader workers)."""
+    total, tick = time.process_time(), os.sysconf("SC_CLK_TCK")
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def _consumed(batch: dict[str, Any], consume: Callable | None) -> int:
@@ -37,8 +54,10 @@ def _consumed(batch: dict[str, Any], consume: Callable | None) -> int:
     return len(batch["lengths"])
 
 
-def compare(records, epochs: int = 5, workers: int = WORKERS, batch: int = BATCH) -> dict[str, dict[str, list[float]]]:
-    """{path: {"processes": rec/s per timed epoch, "threads": ...}}, `workers` of each kind."""
+def compare(records, epochs: int = 5, workers: int = WORKERS, batch: int = BATCH
+            ) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """{path: {"processes": [(rec/s, rec per CPU second) per timed epoch], "threads": ...}}, `workers`
+    of each kind."""
     from aslfr.data.collate import ReferenceCollate, pack_collate, unpack
     from aslfr.data.stream import StreamLoader, TFRecordStream
     from aslfr.data.threads import ThreadLoader
@@ -58,7 +77,7 @@ def compare(records, epochs: int = 5, workers: int = WORKERS, batch: int = BATCH
             "processes": StreamLoader(stream, num_workers=workers, persistent_workers=True, collate_fn=collate),
             "threads": ThreadLoader(stream, threads=workers, collate_fn=collate),
         }
-        rates: dict[str, list[float]] = {side: [] for side in SIDES}
+        rates: dict[str, list[tuple[float, float]]] = {side: [] for side in SIDES}
         for epoch in range(epochs + 1):
             for side in SIDES:
                 rate = _epoch(loaders[side], epoch, consume)
@@ -70,15 +89,17 @@ def compare(records, epochs: int = 5, workers: int = WORKERS, batch: int = BATCH
 
 
 def loader_rows(records, epochs: int = 5, workers: int = WORKERS, batch: int = BATCH) -> list[tuple[str, str]]:
-    """(label, value) rows for the benchmark table: median [range] rec/s of each side, threads / processes."""
+    """(label, value) rows for the benchmark table: median [range] rec/s of each side, and records per
+    CPU second; threads / processes of the medians."""
     import statistics
 
     rows = []
     for label, rates in compare(records, epochs, workers, batch).items():
-        p, t = rates["processes"], rates["threads"]
-        rows.append((f"{label}, {workers} worker processes / {workers} threads (rec/s)",
-                     f"{summary(p)}   threads {summary(t)}   threads/processes "
-                     f"{statistics.median(t) / statistics.median(p):.2f}x"))
+        for i, unit in enumerate(("rec/s", "rec per CPU second")):
+            p, t = ([r[i] for r in rates[side]] for side in SIDES)
+            rows.append((f"{label}, {workers} worker processes | {workers} threads ({unit})",
+                         f"{summary(p)} | {summary(t)}   threads/processes "
+                         f"{statistics.median(t) / statistics.median(p):.2f}x"))
     return rows
 
 

@@ -12,6 +12,6 @@ FIGURE = r"[\d,]+ \[[\d,]+-[\d,]+\]"
 
 def test_loader_rows_on_the_small_records(converted):
     rows = loader_rows(converted / "tfrecords" / "train", epochs=1, workers=1, batch=6)
-    assert [label.split(",")[0] for label, _ in rows] == ["training input", "inference input", "read"]
+    assert [label.split(",")[0] for label, _ in rows] == ["training input"] * 2 + ["inference input"] * 2 + ["read"] * 2
     for label, value in rows:
-        assert re.fullmatch(rf"{FIGURE}   threads {FIGURE}   threads/processes \d+\.\d\dx", value), (label, value)
+        assert re.fullmatch(rf"{FIGURE} \| {FIGURE}   threads/processes \d+\.\d\dx", value), (label, value)
