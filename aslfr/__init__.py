@@ -27,6 +27,7 @@ _API = {
     "TFRecordIndexed": "aslfr.data.datasets",
     "TFRecordStream": "aslfr.data.stream",
     "StreamLoader": "aslfr.data.stream",
+    "ThreadLoader": "aslfr.data.threads",
     "epoch_plan": "aslfr.data.plan",
     "fold_files": "aslfr.data.datasets",
     "read_shard": "aslfr.format.schema",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -52,6 +53,7 @@ class _Ring:
 
 
 _RING: _Ring | None = None
+BATCH_MEMORY = threading.local()  # .take(nbytes) -> storage: where this thread's batches go (`aslfr.data.threads`)
 _HEAP_KEPT = False
 
 
@@ -90,7 +92,8 @@ class _Arena:
         self.nbytes, self.base = total, 0
         keep_freed_memory()
         if get_worker_info() is None:
-            self.storage = torch.UntypedStorage(max(total, 8))
+            take = getattr(BATCH_MEMORY, "take", None)  # a loader thread's reused batch memory
+            self.storage = take(total) if take else torch.UntypedStorage(max(total, 8))
         else:
             global _RING
             _RING = _RING or _Ring()

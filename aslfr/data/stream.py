@@ -20,12 +20,14 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from aslfr.data.datasets import _keyed, _reader_rank, _records, _SharedEpoch, _through_cache, decode_record, to_torch
+from aslfr.data.datasets import _keyed, _reader_rank, _SharedEpoch, _through_cache, to_torch
+from aslfr.data.kernels.records import decode_framed
 from aslfr.data.plan import INTERLEAVE, BudgetPlan, EpochPlan, budget_plan, epoch_plan
 from aslfr.format import layout
 from aslfr.format.store import canonical, location, parent
 from aslfr.format.folder import Shard, resolve
 from aslfr.format.schema import SCHEMA
+from aslfr.format.tfrecord import CorruptRecordError
 
 
 class ShardRecords:
@@ -45,6 +47,7 @@ class ShardRecords:
                                         "stream reads records by (convert with index_files=true)")
             self.offsets.append(offsets)
         self.groups = self._groups()
+        decode_framed(bytearray())  # the parser compiled (or loaded from the cache) here, before workers fork
 
     def _groups(self) -> list[int]:
         """The parquet file of each shard, as a number: (folder, shard number // folds); a shard of a
@@ -59,19 +62,39 @@ class ShardRecords:
             out.append(ids.setdefault(key, len(ids)))
         return out
 
-    def read(self, shard: int, records: Sequence[int]) -> dict[int, memoryview]:
-        """Records of `shard` by number (sorted, distinct), consecutive ones in one read."""
-        offsets, out = self.offsets[shard], {}
+    def read(self, shard: int, records: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Records of `shard` by number (sorted, distinct), decoded: each run of consecutive records
+        is one read of its bytes, framed, CRC-checked and parsed by `kernels.records` without the GIL
+        (so loader threads run it side by side); frames are views into the run's bytes. A cached
+        copy that fails a check is evicted and read once more."""
+        sh, offsets, out = self.shards[shard], self.offsets[shard], {}
         runs = np.split(np.asarray(records), np.flatnonzero(np.diff(records) != 1) + 1)
         for run in runs:
             a, b = int(run[0]), int(run[-1]) + 1
             start, end = offsets[a][0], offsets[b - 1][0] + offsets[b - 1][1]
-            for n, data in enumerate(_records(self.shards[shard], self.verify, start, end, a), start=a):
-                out[n] = data
+            for retry in (False, True):
+                try:
+                    data = self._bytes(sh, start, end, a)
+                    out.update(enumerate(decode_framed(data, sh.location, self.verify, a, start), start=a))
+                    break
+                except CorruptRecordError:
+                    if retry or not sh.folder.store.evict(sh.name):
+                        raise
         return out
 
-    def decode(self, shard: int, record: int, data: memoryview) -> dict[str, Any]:
-        return decode_record(data, f"{self.files[shard]}: record {record}")
+    @staticmethod
+    def _bytes(sh: Shard, start: int, end: int, record: int) -> bytearray:
+        """Bytes [start, end) of a shard, writable (so decoded frames need no copy)."""
+        data = bytearray(end - start)
+        view = memoryview(data)
+        with sh.folder.store.open_read(sh.name, start, end) as (f, _):
+            got = 0
+            while got < len(data) and (n := f.readinto(view[got:])):
+                got += n
+        if got < len(data):
+            raise CorruptRecordError(f"{sh.location}: record {record} at byte {start}: truncated ({got} of the "
+                                     f"{len(data)} bytes its index gives from there)")
+        return data
 
     def lengths(self) -> list[np.ndarray]:
         """Each record's frames, from its size in the index: a record is its frames (4 bytes a value,
@@ -81,8 +104,7 @@ class ShardRecords:
         shard = next((s for s, c in enumerate(self.counts) if c), None)
         if shard is None:
             return [np.zeros(0, np.int64) for _ in self.counts]
-        data = self.read(shard, [0])[0]
-        rest = self.offsets[shard][0][1] - row * len(self.decode(shard, 0, data)["frames"])
+        rest = self.offsets[shard][0][1] - row * len(self.read(shard, [0])[0]["frames"])
         return [np.rint((np.array([n for _, n in o], dtype=np.int64) - rest) / row).astype(np.int64)
                 for o in self.offsets]
 
@@ -195,11 +217,11 @@ class TFRecordStream(IterableDataset):
             data.update({(int(shard), n): d for n, d in self.shards.read(int(shard), wanted).items()})
         out = []
         for shard, record, repeat in rows.tolist():
-            rec = self.shards.decode(shard, record, data[shard, record])
+            rec = data[shard, record]
             if self._lengths is not None and len(rec["frames"]) != self._lengths[shard][record]:
                 raise ValueError(f"{self.files[shard]}: record {record} has {len(rec['frames'])} frames, its size in "
                                  f"the index says {self._lengths[shard][record]}: the frame budget cannot hold")
-            item = to_torch(rec) if self.torch_values else rec
+            item = to_torch(rec) if self.torch_values else dict(rec)  # a record read twice: two items
             where = (self.seed, epoch, shard, record) + ((repeat,) if repeat else ())
             out.append(_keyed(self.transform, item, where, self))
         return out
@@ -283,11 +305,15 @@ class StreamLoader:
     def __iter__(self) -> Iterator[Any]:
         start = self._resume or 0
         self._resume = None
-        self.stream._start.set(start)  # read by each worker as its pass starts
         self._step = start
-        for batch in self.dataloader:
+        for batch in self._batches(start):
             self._step += 1
             yield batch
+
+    def _batches(self, start: int) -> Iterator[Any]:
+        """The epoch's batches from step `start` on."""
+        self.stream._start.set(start)  # read by each worker as its pass starts
+        return iter(self.dataloader)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.stream.epoch, "step": self._resume if self._resume is not None else self._step}
