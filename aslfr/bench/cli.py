@@ -232,7 +232,9 @@ def reading_rows(a: argparse.Namespace, records: Path) -> list[tuple[str, str]]:
     device = "cuda" if torch.cuda.is_available() else None
     rows = reader_rows(records, a.epochs, tf, device, a.gpu_only)
     if not a.gpu_only:
-        rows += mixing_rows() + kernel_rows()
+        from aslfr.bench.loaders import loader_rows, stream_rows
+
+        rows += mixing_rows() + stream_rows(records, a.epochs) + loader_rows(records, a.epochs) + kernel_rows()
     if device is not None:
         from aslfr.bench.throughput import step_times, synthetic_batch
         from aslfr.data.transforms.reference import ReferencePreprocess

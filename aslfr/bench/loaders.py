@@ -103,6 +103,48 @@ def loader_rows(records, epochs: int = 5, workers: int = WORKERS, batch: int = B
     return rows
 
 
+class _ShardsLoader:
+    """A DataLoader over `TFRecordShards` with the loaders' `set_epoch`, for `stream_rows`."""
+
+    def __init__(self, records, workers: int, batch: int, collate: Callable):
+        from torch.utils.data import DataLoader
+
+        from aslfr.data.datasets import TFRecordShards
+
+        self.ds = TFRecordShards(records, shuffle=True, seed=0, keys=True)
+        self.loader = DataLoader(self.ds, batch_size=batch, num_workers=workers, persistent_workers=True,
+                                 collate_fn=collate)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.ds.set_epoch(epoch)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+def stream_rows(records, epochs: int = 5, workers: int = WORKERS, batch: int = BATCH) -> list[tuple[str, str]]:
+    """The stream (`TFRecordStream` + `StreamLoader`, mixed reads through the index files) against
+    `TFRecordShards` (contiguous ranges per worker) on the same files, `pack_collate` + `unpack`, both
+    with persistent worker processes, timed epoch by epoch in turn: the mixing costs no speed."""
+    import statistics
+
+    from aslfr.data.collate import pack_collate, unpack
+    from aslfr.data.stream import StreamLoader, TFRecordStream
+
+    loaders = {"TFRecordShards": _ShardsLoader(records, workers, batch, pack_collate),
+               "TFRecordStream": StreamLoader(TFRecordStream(records, batch_size=batch, seed=0, keys=True),
+                                              num_workers=workers, persistent_workers=True, collate_fn=pack_collate)}
+    rates: dict[str, list[float]] = {k: [] for k in loaders}
+    for epoch in range(epochs + 1):
+        for name, loader in loaders.items():
+            rate = _epoch(loader, epoch, unpack)[0]
+            if epoch:
+                rates[name].append(rate)
+    old, new = rates["TFRecordShards"], rates["TFRecordStream"]
+    return [(f"read, pack_collate + unpack, {workers} workers: TFRecordShards | TFRecordStream (rec/s)",
+             f"{summary(old)} | {summary(new)}   stream/shards {statistics.median(new) / statistics.median(old):.2f}x")]
+
+
 def main(argv: list[str] | None = None) -> None:
     from aslfr.bench.cli import print_rows
 
@@ -112,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=WORKERS, help="worker processes, and threads (2)")
     p.add_argument("--batch", type=int, default=BATCH, help="records a batch (32)")
     a = p.parse_args(argv)
-    print_rows(loader_rows(a.records, a.epochs, a.workers, a.batch))
+    print_rows(stream_rows(a.records, a.epochs, a.workers, a.batch) + loader_rows(a.records, a.epochs, a.workers, a.batch))
 
 
 if __name__ == "__main__":
