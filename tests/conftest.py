@@ -85,13 +85,17 @@ def reference_out(small_data, tmp_path_factory) -> Path:
     return out
 
 
+def convert_both(data_dir, out_dir) -> Path:
+    """Both splits of `data_dir` converted into `out_dir` (default config, 2 workers)."""
+    convert(data_dir, out_dir)
+    convert(data_dir, out_dir, "split=supplemental")
+    return Path(out_dir)
+
+
 @pytest.fixture(scope="session")
 def converted(small_data, tmp_path_factory) -> Path:
-    """The converter's output for both splits of small_data (default config, 2 workers)."""
-    out = tmp_path_factory.mktemp("converted")
-    convert(small_data, out)
-    convert(small_data, out, "split=supplemental")
-    return out
+    """The converter's output for both splits of small_data."""
+    return convert_both(small_data, tmp_path_factory.mktemp("converted"))
 
 
 def tree_bytes(directory: Path, pattern: str = "*") -> dict[str, bytes]:

@@ -18,7 +18,7 @@ import pytest
 
 from aslfr.source.synthetic import SplitSpec, generate
 from compare import assert_same_records, records, tfrec_names
-from conftest import convert, run_reference
+from conftest import convert_both, run_reference
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
@@ -44,10 +44,7 @@ def golden_input(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ours(golden_input, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("golden_ours")
-    convert(golden_input, out)
-    convert(golden_input, out, "split=supplemental")
-    return out
+    return convert_both(golden_input, tmp_path_factory.mktemp("golden_ours"))
 
 
 def _as_tf_json(rec: dict) -> dict:
