@@ -4,8 +4,8 @@ into PyTorch. The public API is imported lazily, so `python -m aslfr.convert --h
     import aslfr
     train_files, valid_files = aslfr.fold_files("out/tfrecords/train", valid_fold=0, sup_dir="out/tfrecords/sup")
     means, stds = aslfr.load_stats("out/tfrecords/train")
-    ds = aslfr.TFRecordShards(train_files, shuffle=True, transform=aslfr.FrameTransform(means, stds))
-    loader = torch.utils.data.DataLoader(ds, batch_size=32, num_workers=2, collate_fn=aslfr.pad_collate)
+    stream = aslfr.TFRecordStream(train_files, batch_size=32, seed=0, keys=True)
+    loader = aslfr.StreamLoader(stream, num_workers=2, collate_fn=aslfr.ReferenceCollate(means, stds, train=True))
 
 Layers (each imports only those above it): `format` (the record contract, no torch) -> `source`
 (competition CSV + parquet) -> `convert` (the writer) | `data` (the reader: Datasets, transforms,
