@@ -18,15 +18,16 @@ from typing import Any, Iterator
 import numpy as np
 
 from aslfr.convert import receipts
-from aslfr.convert.locks import claimed, locked, locked_all
+from aslfr.convert.locks import claimed, locked_all
 from aslfr.convert.procinfo import peak_rss_mb, process_age, rss_mb
 from aslfr.convert.settings import Settings
 from aslfr.convert.stats import ColumnStats
 from aslfr.errors import InputError
-from aslfr.format import layout, storage, vocab
+from aslfr.format import layout, vocab
 from aslfr.format.example import ExampleBuffer
 from aslfr.format.manifest import Manifest
 from aslfr.format.schema import METADATA_KEYS, encode_record_into
+from aslfr.format.store import Store
 from aslfr.source.landmarks import parquet_identity, read_landmarks
 from aslfr.source.metadata import load_metadata, parquet_files
 from aslfr.source.records import make_record
@@ -55,7 +56,7 @@ class Plan:
 
 def plan(s: Settings) -> Plan:
     """Read the CSV, derive folds, and check phrases before any parquet work starts."""
-    df = load_metadata(s.data_dir, s.split, s.folds, s.fold_seed, s.storage_options)
+    df = load_metadata(s.data, s.split, s.folds, s.fold_seed)
     skipped: set[int] = set()
     bad = [(sid, p) for sid, p in zip(df.sequence_id.tolist(), df.phrase) if vocab.unknown_chars(p)]
     if bad:
@@ -121,10 +122,10 @@ def _completed(p: Plan, i: int, check_crc: bool) -> dict[int, dict]:
     s = p.settings
     out = {}
     for f in s.selected_folds:
-        r = receipts.load_receipt(s.records_dir, layout.shard_number(i, f, s.folds), s.storage_options)
+        r = receipts.load_receipt(s.records, layout.shard_number(i, f, s.folds))
         if s.strict and r and r.get("missing"):
             continue
-        if receipts.receipt_holds(s.records_dir, r, s.output_config(), check_crc, p.inputs[i], s.storage_options):
+        if receipts.receipt_holds(s.records, r, s.output_config(), check_crc, p.inputs[i]):
             out[f] = r
     return out
 
@@ -176,7 +177,7 @@ def convert_file(p: Plan, i: int) -> dict[str, Any]:
     """Write the selected folds' shards of parquet file i that are not complete already, holding
     their unit locks; one receipt per shard written."""
     s = p.settings
-    with locked_all(layout.lock_path(s.records_dir, n) for n in p.numbers(i)):
+    with locked_all(s.receipts, map(layout.lock_name, p.numbers(i))):
         done = _completed(p, i, s.verify_resumed) if s.resume else {}
         summary = {"pid": os.getpid(), "file_index": i, "records": {f: 0 for f in s.selected_folds},
                    "shards": [], "resumed": len(done), "missing": 0}
@@ -216,20 +217,20 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
     if s.strict and any(missing.values()):
         sid = next(m[0] for m in missing.values() if m)
         raise InputError(f"{path}: sequence {sid}: in the CSV but not in the parquet file (strict=true)")
-    source = _relative(path, s.data_dir)
+    source = _relative(path, s.data)
     cfg = s.output_config()
-    receipts.withdraw_manifest(s.records_dir, s.storage_options)
+    receipts.withdraw_manifest(s.records)
     for f, ks in groups.items():
         number = layout.shard_number(i, f, s.folds)
         stats = ColumnStats()
-        with ShardWriter(s.records_dir, number, len(ks), s.index_files, s.storage_options) as w:
+        with ShardWriter(s.records, number, len(ks), s.index_files) as w:
             for pos in reference_order(len(ks), s.shuffle_buffer, s.shuffle_seed):
                 k = ks[pos]
                 w.write(_BUFFERS.record(lm, k, p.meta[int(lm.sequence_ids[k])], s, stats))
         shard = w.info.to_dict() if w.info else None
-        receipts.write_receipt(s.records_dir, number, {
+        receipts.write_receipt(s.records, number, {
             "config": cfg, "inputs": p.inputs[i], "file_index": i, "fold": f, "source": source, "shard": shard,
-            "missing": len(missing[f]), "stats": stats.to_dict()}, s.storage_options)
+            "missing": len(missing[f]), "stats": stats.to_dict()})
         summary["records"][f] = len(ks)
         summary["missing"] += len(missing[f])
         if shard:
@@ -239,11 +240,11 @@ def _write_file(p: Plan, i: int, todo: list[int], summary: dict[str, Any]) -> No
     summary["seconds"] = time.perf_counter() - t0
 
 
-def _relative(path: str, data_dir: str) -> str:
-    """`path` relative to `data_dir` where it lies inside it (a URL compared as a string), else `path`."""
-    if storage.is_url(data_dir):
-        return path.removeprefix(data_dir + "/") if path.startswith(data_dir + "/") else path
-    return str(Path(path).relative_to(data_dir)) if Path(path).is_relative_to(data_dir) else path
+def _relative(path: str, data: Store) -> str:
+    """`path` relative to the data folder where it lies inside it (a URL compared as a string), else `path`."""
+    if data.is_local:
+        return str(Path(path).relative_to(data.root)) if Path(path).is_relative_to(data.root) else path
+    return path.removeprefix(f"{data.root}/")
 
 
 def _start_method(s: Settings) -> str | None:
@@ -286,30 +287,30 @@ def run(s: Settings, finalize: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     p = plan(s)
     _write_inference_args(s)
-    with claimed(s.records_dir, p.fingerprint(), s.storage_options):
+    with claimed(s.records, p.fingerprint()):
         result = _convert(p, t0)
         if finalize:
             result["finalized"] = finalize_split(p)[0] is not None
     if s.report:
-        storage.write_bytes(storage.location(s.report), json.dumps(result, indent=1).encode(), s.storage_options)
+        store, name = Store.of_file(s.report, s.storage_options)
+        store.write_bytes(name, json.dumps(result, indent=1).encode())
     return result
 
 
 def _write_inference_args(s: Settings) -> None:
     """`inference_args.json` in out_dir, unless it is there already (the first write into an out_dir)."""
     try:
-        storage.makedirs(s.out_dir)
+        s.out.makedirs()
     except FileExistsError:
         raise InputError(f"out_dir={s.out_dir}: a file, not a folder") from None
     except NotADirectoryError:
         raise InputError(f"out_dir={s.out_dir}: cannot be a folder, a file is in its path") from None
-    args = storage.join(storage.location(s.out_dir), layout.INFERENCE_ARGS)
     try:
-        same = storage.read_bytes(args, s.storage_options) == inference_args_bytes()
+        same = s.out.read_bytes(layout.INFERENCE_ARGS) == inference_args_bytes()
     except FileNotFoundError:
         same = False
     if not same:
-        storage.write_bytes(args, inference_args_bytes(), s.storage_options)
+        s.out.write_bytes(layout.INFERENCE_ARGS, inference_args_bytes())
 
 
 def _summaries(p: Plan) -> Iterator[dict[str, Any]]:
@@ -336,7 +337,7 @@ def _convert(p: Plan, t0: float) -> dict[str, Any]:
     from tqdm import tqdm
 
     s = p.settings
-    storage.makedirs(s.records_dir)
+    s.records.makedirs()
     per_fold = {f: 0 for f in s.selected_folds}
     shards, resumed, files_resumed, missing = [], 0, 0, 0
     workers: dict[int, tuple[float, float]] = {}  # pid -> (rss at start, peak rss)
@@ -390,19 +391,18 @@ def finalize_split(p: Plan) -> tuple[Manifest | None, list[int]]:
     Returns the manifest, or None and the shard numbers of the units missing or out of date."""
     s = p.settings
     numbers = [layout.shard_number(i, f, s.folds) for i in range(len(p.files)) for f in range(s.folds)]
-    o = s.storage_options
-    with claimed(s.records_dir, p.fingerprint(), o), locked(layout.lock_path(s.records_dir)), \
-            locked_all(layout.lock_path(s.records_dir, n) for n in numbers):
+    with claimed(s.records, p.fingerprint()), s.receipts.lock(layout.lock_name()), \
+            locked_all(s.receipts, map(layout.lock_name, numbers)):
         held, missing = {}, []
         for n in numbers:
-            r = receipts.load_receipt(s.records_dir, n, o)
-            if receipts.receipt_holds(s.records_dir, r, s.output_config(), False, p.inputs[n // s.folds], o):
+            r = receipts.load_receipt(s.records, n)
+            if receipts.receipt_holds(s.records, r, s.output_config(), False, p.inputs[n // s.folds]):
                 held[n] = r
             else:
                 missing.append(n)
         if missing:
             return None, missing
-        return receipts.finalize(s.records_dir, held, s.output_config(), o), []
+        return receipts.finalize(s.records, held, s.output_config()), []
 
 
 def format_summary(r: dict[str, Any], in_sweep: bool = False) -> str:

@@ -10,7 +10,9 @@ from typing import Any, Iterator
 from aslfr.convert import receipts
 from aslfr.convert.settings import Settings
 from aslfr.errors import InputError
-from aslfr.format import layout, storage
+from aslfr.format import layout
+from aslfr.format.store import Store
+from aslfr.format.store import name as file_name
 
 
 def merge_all(settings: Settings, splits: list[str] | None = None) -> list[str]:
@@ -20,7 +22,7 @@ def merge_all(settings: Settings, splits: list[str] | None = None) -> list[str]:
     lines = []
     for split in splits or list(layout.SPLITS):
         s = dataclasses.replace(base, split=split)
-        if not storage.is_dir(layout.receipts_dir(s.records_dir), s.storage_options):
+        if not s.receipts.exists():
             if splits:
                 raise InputError(f"{s.records_dir}: no conversion parts of split {split} found")
             continue
@@ -40,10 +42,11 @@ def merge_parts(out_dir: str, data_dir: str, split: str | None = None, folds: in
     if folds is not None and (not isinstance(folds, int) or isinstance(folds, bool) or folds < 2):
         raise InputError(f"folds must be null (as the parts were written) or an integer >= 2, got {folds!r}")
     options = dict(storage_options or {})
+    root = Store.at(out_dir, options).child(layout.RECORDS_ROOT)
     splits = [split] if split else [name for name in layout.SPLITS
-                                    if storage.is_dir(layout.receipts_dir(layout.records_dir(out_dir, name)), options)]
+                                    if root.child(layout.split(name).records).child(layout.RECEIPTS).exists()]
     if not splits:
-        raise InputError(f"{storage.join(storage.location(out_dir), layout.RECORDS_ROOT)}: no conversion parts found")
+        raise InputError(f"{root.where()}: no conversion parts found")
     failed = []
     for name in splits:
         done, line = merge_split(settings_from_parts(out_dir, data_dir, name, folds, options))
@@ -59,38 +62,37 @@ def settings_from_parts(out_dir: str, data_dir: str, split: str, folds: int | No
                         storage_options: dict[str, Any] | None = None) -> Settings:
     """The settings a split's parts were written with, from their receipts: merging needs none of them
     repeated. Parts written with different settings, or with other `folds` than given, are an error."""
-    records = layout.records_dir(out_dir, split)
-    options = dict(storage_options or {})
-    configs = _part_configs(records, options)
+    records = Store.at(layout.records_dir(out_dir, split), storage_options)
+    configs = _part_configs(records)
     if not configs:
-        raise InputError(f"{records}: no conversion parts of split {split} found")
+        raise InputError(f"{records.where()}: no conversion parts of split {split} found")
     if folds is not None:
         written = sorted({c["folds"] for c in configs})
         configs = [c for c in configs if c["folds"] == folds]
         if not configs:
-            raise InputError(f"{records}: folds={folds} disagrees with the parts there, written with "
+            raise InputError(f"{records.where()}: folds={folds} disagrees with the parts there, written with "
                              f"folds={' and '.join(map(str, written))}")
     if len(configs) > 1:
-        raise InputError(f"{records}: parts written with different settings ({_differences(configs)}); "
+        raise InputError(f"{records.where()}: parts written with different settings ({_differences(configs)}); "
                          f"convert the split again with one setting")
     c = configs[0]
     try:  # the CSV is read for the inputs only: unknown characters were the jobs' business
-        s = Settings.from_output_config(data_dir, out_dir, c, skip_unknown_chars=True, storage_options=options)
+        s = Settings.from_output_config(data_dir, out_dir, c, skip_unknown_chars=True, storage_options=records.options)
     except (KeyError, ValueError, TypeError):
-        raise InputError(f"{records}: parts written by another version of aslfr (their receipts' config: {c}); "
+        raise InputError(f"{records.where()}: parts written by another version of aslfr (their receipts' config: {c}); "
                          f"convert the split again") from None
     if s.output_config() != c:
-        raise InputError(f"{records}: parts written by another version of aslfr ({_differences([c, s.output_config()])}); "
+        raise InputError(f"{records.where()}: parts written by another version of aslfr ({_differences([c, s.output_config()])}); "
                          f"convert the split again")
     return s
 
 
-def _part_configs(records_dir, options: dict[str, Any]) -> list[dict[str, Any]]:
+def _part_configs(records: Store) -> list[dict[str, Any]]:
     """The distinct configs named by the receipts in a records folder."""
     found = {}
-    for path in sorted(storage.glob(layout.receipts_dir(records_dir), "*.json", options), key=str):
-        stem = storage.name(path).removesuffix(".json")
-        r = receipts.load_receipt(records_dir, int(stem), options) if stem.isdigit() else None
+    for name in records.child(layout.RECEIPTS).list():
+        stem = name.removesuffix(".json")
+        r = receipts.load_receipt(records, int(stem)) if name.endswith(".json") and stem.isdigit() else None
         if r and isinstance(r.get("config"), dict):
             found.setdefault(json.dumps(r["config"], sort_keys=True), r["config"])
     return list(found.values())
@@ -109,7 +111,7 @@ def merge_split(s: Settings) -> tuple[bool, str]:
     m, numbers = finalize_split(p)
     missing: dict[str, list[int]] = {}
     for n in numbers:
-        missing.setdefault(storage.name(p.files[n // s.folds]), []).append(n % s.folds)
+        missing.setdefault(file_name(p.files[n // s.folds]), []).append(n % s.folds)
     total, absent = len(p.files) * s.folds, len(numbers)
     if m is None:
         shown = [f"{name} fold{'s' * (len(fs) > 1)} {','.join(map(str, fs))}" for name, fs in missing.items()]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from aslfr.errors import InputError
 from aslfr.format import layout
-from aslfr.format.storage import Location
+from aslfr.format.store import Location, Store
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,25 @@ class Settings:
     @property
     def records_dir(self) -> Location:
         return layout.records_dir(self.out_dir, self.split)
+
+    # The run's folders, each bound once with the options (a Store pickles as its URL and options,
+    # so workers build their own clients).
+    @cached_property
+    def data(self) -> Store:
+        return Store.at(self.data_dir, self.storage_options)
+
+    @cached_property
+    def out(self) -> Store:
+        return Store.at(self.out_dir, self.storage_options)
+
+    @cached_property
+    def records(self) -> Store:
+        return Store.at(self.records_dir, self.storage_options)
+
+    @cached_property
+    def receipts(self) -> Store:
+        """The records folder's receipts, run markers and locks."""
+        return self.records.child(layout.RECEIPTS)
 
     @property
     def weight(self) -> float:

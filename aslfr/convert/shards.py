@@ -1,20 +1,20 @@
 """Writing shards: the reference's record order, TFRecord framing as `aslfr.format.tfrecord` defines it, and
-files that appear under their final name only when complete (`storage.publishing`), with their index file."""
+files that appear under their final name only when complete (`Store.publishing`), with their index file."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from contextlib import ExitStack
-from typing import Any, BinaryIO, Mapping
+from typing import BinaryIO
 
 import crc32c
 import numpy as np
 from tfrecord.writer import TFRecordWriter
 
-from aslfr.format import storage
 from aslfr.format.layout import index_name, parse_shard_name, shard_name
 from aslfr.format.manifest import ShardInfo
-from aslfr.format.storage import Location
+from aslfr.format.store import Store
 from aslfr.format.tfrecord import OVERHEAD, frame_header, index_bytes, masked_crc
 
 
@@ -34,7 +34,7 @@ def _write_all(writer: "RecordWriter", parts) -> None:
 
 
 class RecordWriter(TFRecordWriter):
-    """`tfrecord.TFRecordWriter` over an open file (`storage.publishing` opens it, where the package
+    """`tfrecord.TFRecordWriter` over an open file (`Store.publishing` opens it, where the package
     would open a path) that takes serialized records, and remembers each record's (offset, framed
     size) for the index file and a running CRC32C of the whole file."""
 
@@ -83,41 +83,38 @@ def reference_order(n: int, buffer_size: int, seed: int) -> list[int]:
     return order
 
 
-def remove_other_shard_files(directory: Location, number: int, keep: str | None = None,
-                             options: Mapping[str, Any] | None = None) -> None:
+def remove_other_shard_files(records: Store, number: int, keep: str | None = None) -> None:
     """Delete the shards with this number but another name (and their indexes), left by a run over
     other inputs, and local temporary files of this number left by killed runs. Run after `keep` is
     published, so a concurrent run writing the same bytes never finds its shard missing."""
     keep_index = index_name(keep) if keep else None
-    for p in storage.glob(directory, f"{number}.*", options):
-        name = storage.name(p)
-        if name not in (keep, keep_index) and (parse_shard_name(name) or name.endswith(".tfindex")):
-            storage.remove(p, options)
-    for p in storage.glob(directory, f".{number}.*.tmp", options):
-        storage.remove(p, options)
+    for name in records.list():
+        if fnmatch.fnmatchcase(name, f"{number}.*"):
+            if name not in (keep, keep_index) and (parse_shard_name(name) or name.endswith(".tfindex")):
+                records.remove(name)
+        elif fnmatch.fnmatchcase(name, f".{number}.*.tmp"):
+            records.remove(name)
 
 
 class ShardWriter:
-    """Writes one shard of `count` records: `{number}.{count}.tfrec`, published whole by
-    `storage.publishing` after its index file. A context manager: an exception inside publishes
+    """Writes one shard of `count` records into `records`: `{number}.{count}.tfrec`, published whole
+    by `Store.publishing` after its index file. A context manager: an exception inside publishes
     nothing. A shard of 0 records leaves no file, like the reference."""
 
-    def __init__(self, directory: Location, number: int, count: int, index_file: bool = True,
-                 options: Mapping[str, Any] | None = None):
-        self.directory = storage.location(directory)
+    def __init__(self, records: Store, number: int, count: int, index_file: bool = True):
+        self.records = records
         self.number = number
         self.count = count
         self.index_file = index_file
-        self.options = options
         self.name = shard_name(number, count) if count else None
         self._stack = ExitStack()
         self._writer: RecordWriter | None = None
         self.info: ShardInfo | None = None
 
     def __enter__(self) -> "ShardWriter":
-        storage.makedirs(self.directory)
+        self.records.makedirs()
         if self.name:
-            file = self._stack.enter_context(storage.publishing(storage.join(self.directory, self.name), self.options))
+            file = self._stack.enter_context(self.records.publishing(self.name))
             self._writer = RecordWriter(file)
         return self
 
@@ -129,7 +126,7 @@ class ShardWriter:
             if exc is not None:
                 raise exc
             self._finish()
-        remove_other_shard_files(self.directory, self.number, self.name, self.options)
+        remove_other_shard_files(self.records, self.number, self.name)
 
     def _finish(self) -> None:
         """Check the count, write the index, describe the shard."""
@@ -142,5 +139,5 @@ class ShardWriter:
             self.info = ShardInfo(self.name, self.count, w.size, f"{w.file_crc:08x}")
             return
         index = index_bytes(w.offsets)
-        storage.write_bytes(storage.join(self.directory, index_name(self.name)), index, self.options)
+        self.records.write_bytes(index_name(self.name), index)
         self.info = ShardInfo(self.name, self.count, w.size, f"{w.file_crc:08x}", len(index), f"{crc32c.crc32c(index):08x}")

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from aslfr.format.stats import StatsError, encode_stats
+from aslfr.format.store import Location, Store
 from aslfr.format.vocab import N_COLS
 
 
@@ -67,18 +68,18 @@ class ColumnStats:
         return cls(np.asarray(d["count"], np.int64), np.asarray(d["sum"], np.float64), np.asarray(d["sumsq"], np.float64))
 
 
-def save(stats: ColumnStats, directory, options=None) -> tuple[np.ndarray, np.ndarray]:
-    """Write means.npy and stds.npy into `directory` (a folder or a URL prefix, each file whole or not
-    at all) and return them; statistics that `load_stats` would refuse are never written (StatsError)."""
-    from aslfr.format import storage
-
+def save(stats: ColumnStats, folder: Store | Location) -> tuple[np.ndarray, np.ndarray]:
+    """Write means.npy and stds.npy into `folder` (a store, or a folder or URL prefix without options;
+    each file whole or not at all) and return them; statistics that `load_stats` would refuse are
+    never written (StatsError)."""
+    store = Store.of(folder)
     means, stds = stats.means_stds()
     try:
         files = encode_stats(means, stds)
     except StatsError as e:
-        raise StatsError(f"{directory}: statistics not written: {e}") from None
+        raise StatsError(f"{store.where()}: statistics not written: {e}") from None
     for name, data in files.items():
-        storage.write_bytes(storage.join(storage.location(directory), name), data, options)
+        store.write_bytes(name, data)
     return means, stds
 
 

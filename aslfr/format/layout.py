@@ -80,13 +80,18 @@ def receipts_dir(records: Location) -> Location:
     return join(records, RECEIPTS)
 
 
-def receipt_path(records: Location, number: int) -> Location:
-    return join(receipts_dir(records), f"{number}.json")
+def receipt_name(number: int) -> str:
+    """A unit of work's receipt, in the receipts folder."""
+    return f"{number}.json"
+
+
+def lock_name(number: int | None = None) -> str:
+    """The run-wide lock (finalize), or the lock of one unit of work, in the receipts folder."""
+    return LOCK if number is None else f"{number}.lock"
 
 
 def lock_path(records: Location, number: int | None = None) -> Location:
-    """The run-wide lock (finalize), or the lock of one unit of work."""
-    return join(receipts_dir(records), LOCK if number is None else f"{number}.lock")
+    return join(receipts_dir(records), lock_name(number))
 
 
 SHARD_RE = re.compile(r"^(\d+)\.(\d+)\.tfrec$")

@@ -1,7 +1,8 @@
-"""One-call access to a single file or folder by its location, for code that holds a location rather
-than a `Store` (the converter's receipts, locks and run markers): each call binds the file's folder
-as a `Store` (`aslfr.format.store`, where every decision about a location is made) and names the file
-in it. Code that reads many files of one folder binds the store once instead."""
+"""One-call access to a single file by its location, for code that holds one location and no `Store`
+(a test naming a URL, a one-off script): each call binds the file's folder as a `Store`
+(`aslfr.format.store`, where every decision about a location is made) and names the file in it.
+The package itself binds its stores once (the converter in its `Settings`, the readers in their
+`RecordsFolder`) and uses none of these."""
 
 from __future__ import annotations
 
@@ -19,23 +20,9 @@ def is_file(loc: Location, options: Options = None) -> bool:
     return store.is_file(n)
 
 
-def is_dir(loc: Location, options: Options = None) -> bool:
-    return Store.at(loc, options).exists()
-
-
-def size(loc: Location, options: Options = None) -> int:
-    store, n = Store.of_file(loc, options)
-    return store.size(n)
-
-
 def read_bytes(loc: Location, options: Options = None) -> bytes:
     store, n = Store.of_file(loc, options)
     return store.read_bytes(n)
-
-
-def write_bytes(loc: Location, data: bytes, options: Options = None) -> None:
-    store, n = Store.of_file(loc, options)
-    store.write_bytes(n, data)
 
 
 def glob(directory: Location, pattern: str, options: Options = None) -> list[Location]:
@@ -48,13 +35,3 @@ def glob(directory: Location, pattern: str, options: Options = None) -> list[Loc
 def publishing(loc: Location, options: Options = None) -> Any:
     store, n = Store.of_file(loc, options)
     return store.publishing(n)
-
-
-def remove(loc: Location, options: Options = None) -> None:
-    store, n = Store.of_file(loc, options)
-    store.remove(n)
-
-
-def makedirs(loc: Location) -> None:
-    """Create a local folder and its parents; a store needs no folders for its prefixes."""
-    Store.at(loc).makedirs()

@@ -89,6 +89,9 @@ class Store:
     """One folder (a local folder or a URL prefix) and the options its filesystem is built with.
     Files are named by their name in it; `child` is a subfolder with the same options."""
 
+    #: whether the folder is on this machine (its writers' processes can be checked, its files locked)
+    is_local = False
+
     def __init__(self, root: Location, options: Mapping[str, Any] | None = None):
         self.root = location(root)
         self.options = dict(options or {})
@@ -97,6 +100,11 @@ class Store:
     def at(where: str | os.PathLike, options: Mapping[str, Any] | None = None) -> "Store":
         """The store of folder `where`, of the kind its scheme names."""
         return SCHEMES.get(scheme(where), FsspecStore)(where, options)
+
+    @staticmethod
+    def of(where: "Store | str | os.PathLike", options: Mapping[str, Any] | None = None) -> "Store":
+        """`where` if it is a store already, else the store of folder `where`."""
+        return where if isinstance(where, Store) else Store.at(where, options)
 
     @staticmethod
     def of_file(where: str | os.PathLike, options: Mapping[str, Any] | None = None) -> tuple["Store", str]:
@@ -195,6 +203,7 @@ class LocalStore(Store):
     """A local folder: plain `open`, `os.scandir`, and `fcntl.flock` for locks."""
 
     root: Path
+    is_local = True
 
     def _entries(self) -> dict[str, int | None]:
         out: dict[str, int | None] = {}

@@ -14,21 +14,22 @@ import numpy as np
 import pandas as pd
 
 from aslfr.errors import InputError
-from aslfr.format import storage
 from aslfr.format import layout
 from aslfr.format.layout import FOLD_SEED, FOLDS
+from aslfr.format.store import Store
 from aslfr.format.vocab import phrase_type
 
 CSV_COLUMNS = ["path", "file_id", "sequence_id", "participant_id", "phrase"]
 
 
 
-def read_csv(csv_path: str | Path, options=None) -> pd.DataFrame:
-    """Read and check a competition CSV: the five columns, integer ids, non-empty phrases."""
-    csv_path = storage.location(csv_path)
-    if not storage.is_file(csv_path, options):
+def read_csv(data: Store, name: str) -> pd.DataFrame:
+    """Read and check competition CSV `name` of the data folder: the five columns, integer ids,
+    non-empty phrases."""
+    csv_path = data.where(name)
+    if not data.is_file(name):
         raise InputError(f"{csv_path}: CSV file not found")
-    source = io.BytesIO(storage.read_bytes(csv_path, options)) if storage.is_url(csv_path) else csv_path
+    source = csv_path if data.is_local else io.BytesIO(data.read_bytes(name))
     try:
         df = pd.read_csv(source, dtype={"phrase": str, "path": str}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -101,18 +102,18 @@ def running_index(folds: np.ndarray, n_folds: int) -> np.ndarray:
     return out
 
 
-def load_metadata(data_dir: str | Path, split: str, folds: int = FOLDS, fold_seed: int = FOLD_SEED,
-                  options=None) -> pd.DataFrame:
-    """The split's CSV plus phrase_len, phrase_type, file_path, fold, phrase_dup and idx (`options`: a
-    URL's storage options)."""
-    data_dir = storage.location(data_dir)
-    if not storage.is_dir(data_dir, options):
-        raise InputError(f"{data_dir}: data directory not found")
-    df = read_csv(layout.csv_path(data_dir, split), options)
+def load_metadata(data_dir: Store | str | Path, split: str, folds: int = FOLDS,
+                  fold_seed: int = FOLD_SEED) -> pd.DataFrame:
+    """The split's CSV in the data folder (a store, or a folder or URL prefix without options) plus
+    phrase_len, phrase_type, file_path, fold, phrase_dup and idx."""
+    data = Store.of(data_dir)
+    if not data.exists():
+        raise InputError(f"{data.where()}: data directory not found")
+    df = read_csv(data, layout.split(split).csv)
     df["phrase_len"] = df["phrase"].str.len().astype(np.int64)
     df["phrase_type"] = [phrase_type(p) for p in df["phrase"]]
-    df["file_path"] = [str(storage.join(data_dir, p)) for p in df["path"]]
-    _refuse_two_spellings(layout.csv_path(data_dir, split), df)
+    df["file_path"] = [str(data.where(p)) for p in df["path"]]
+    _refuse_two_spellings(data.where(layout.split(split).csv), df)
     df["fold"] = assign_folds(df, folds, fold_seed)
     df["phrase_dup"] = phrase_dup(df["phrase"], df["fold"].to_numpy())
     df["idx"] = running_index(df["fold"].to_numpy(), folds)

@@ -80,6 +80,25 @@ def test_the_scheme_picks_the_kind(given, kind, root):
     assert type(store) is kind and store.root == root and location(given) == root
 
 
+def test_the_kind_says_whether_the_folder_is_local():
+    assert Store.at("out").is_local and Store.at("file:///tmp/x").is_local
+    assert not Store.at("s3://b/x").is_local and not Store.at("gs://b").is_local
+
+
+def test_the_converter_binds_its_folders_once_and_sends_them_to_workers_as_urls(s3_env):
+    """`Settings` holds its folders as stores with the storage options; pickled for a worker, they
+    carry the URL and options, no client."""
+    from aslfr.convert.settings import Settings
+
+    s = Settings("s3://in/data", "s3://out/run", split="supplemental", storage_options={"use_ssl": False})
+    assert s.records is s.records and s.records.where() == s.records_dir == "s3://out/run/tfrecords/sup"
+    assert s.receipts.where() == "s3://out/run/tfrecords/sup/.aslfr"
+    assert {st.options["use_ssl"] for st in (s.data, s.out, s.records, s.receipts)} == {False}
+    again = pickle.loads(pickle.dumps(s))
+    assert again == s and again.records == s.records and "fs" not in vars(again.records)
+    assert Store.of(s.data) is s.data and Store.of("s3://in/data") == Store.at("s3://in/data")
+
+
 def test_file_urls_are_local_paths_for_the_converter(tiny, tmp_path):
     """`out_dir=file:///...` writes where the path says, as the same path would."""
     convert(tiny, f"file://{tmp_path}/out", "num_workers=0")
