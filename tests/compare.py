@@ -1,6 +1,6 @@
 """Record-by-record comparison of two TFRecord trees, parsed with the `tfrecord` package's
 protobufs (independent of aslfr's own decoder): file names, record order, every feature's kind and
-exact float32 bits."""
+exact float32 bits; and `same_items`, two readers' items equal, NaN included."""
 
 from __future__ import annotations
 
@@ -53,3 +53,17 @@ def assert_same_records(ours: Path, reference: Path) -> int:
                     assert x[key][1] == y[key][1], (name, i, key, x[key][1], y[key][1])
             n += 1
     return n
+
+
+def same_items(a: dict, b: dict) -> None:
+    """Two reader items are equal: the same keys, strings equal, tensors of the same dtype and shape
+    equal value for value (NaN where NaN)."""
+    import torch
+
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], str):
+            assert a[k] == b[k], k
+        else:
+            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+            assert torch.equal(torch.nan_to_num(a[k], nan=-7.0), torch.nan_to_num(b[k], nan=-7.0)), k

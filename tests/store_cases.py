@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from buckets import client, new_bucket
 from conftest import convert, tree_bytes
-from test_reader import _same
+from compare import same_items
 
 from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files
 from aslfr.format import storage
@@ -53,7 +53,7 @@ def test_shards_from_a_bucket_equal_the_local_folder(converted, bucket, sub, shu
     remote = list(remote_ds)
     assert len(remote) == len(local) > 0
     for a, b in zip(remote, local):
-        _same(a, b)
+        same_items(a, b)
 
 
 @pytest.mark.parametrize("world", [1, 2])
@@ -75,7 +75,7 @@ def test_indexed_random_access_equals_local(converted, bucket):
     remote = TFRecordIndexed(f"{bucket}/out/tfrecords/train")
     assert len(remote) == len(local) == 48
     for i in (0, 47, 13, -1, 30, 1):
-        _same(remote[i], local[i])
+        same_items(remote[i], local[i])
 
 
 def test_fold_files_and_stats_from_a_bucket_equal_local(converted, bucket):

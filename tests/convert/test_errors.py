@@ -324,17 +324,9 @@ def test_permission_error_reported(tiny, tmp_path):
     assert line.startswith(f"aslfr: error: {out / 'tfrecords'}") and ("exists" in line or "directory" in line), line
 
 
-def test_output_under_a_regular_file_names_the_path(tiny, tmp_path):
-    """An output folder that cannot be created (root included: a path under a regular file)."""
-    (tmp_path / "plain").write_text("not a folder")
-    with pytest.raises(OSError) as e:
-        convert(tiny, tmp_path / "plain/out", "num_workers=0")
-    assert "Not a directory" in str(e.value) and str(tmp_path / "plain") in str(e.value)
-
-
 def test_read_only_output_names_the_path(tiny, tmp_path):
     if os.geteuid() == 0:
-        pytest.skip("root ignores permission bits (the test above covers an uncreatable output as root)")
+        pytest.skip("root ignores permission bits (tests/source/test_metadata.py covers an output under a file)")
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)

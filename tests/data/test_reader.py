@@ -9,21 +9,12 @@ import torch
 from torch.utils.data import DataLoader
 
 import aslfr
+from compare import same_items
 from conftest import convert
 from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files, fold_of
 from aslfr.convert.stats import from_records
 from aslfr.data.transforms.frame import FrameTransform, n_cols
 from aslfr.format.manifest import ManifestError
-
-
-def _same(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        if isinstance(a[k], str):
-            assert a[k] == b[k], k
-        else:
-            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-            assert torch.equal(torch.nan_to_num(a[k], nan=-7.0), torch.nan_to_num(b[k], nan=-7.0)), k
 
 
 @pytest.mark.parametrize("split,sub", [("train", "train"), ("supplemental", "sup")])
@@ -32,7 +23,7 @@ def test_round_trip_equals_parquet_dataset(small_data, converted, split, sub):
     read = list(TFRecordShards(converted / "tfrecords" / sub))
     assert len(read) == len(parquet)
     for item in read:
-        _same(item, parquet[int(item["sequence_id"])])
+        same_items(item, parquet[int(item["sequence_id"])])
     assert read[0]["frames"].dtype == torch.float32 and read[0]["frames"].shape[1] == 384
     assert read[0]["phrase_"].dtype == torch.int64 and isinstance(read[0]["phrase_type"], str)
 
@@ -102,7 +93,7 @@ def test_map_style_random_access(converted):
     stream = list(TFRecordShards(d))
     assert len(ds) == len(stream) == 48
     for i in (0, 17, 47):
-        _same(ds[i], stream[i])
+        same_items(ds[i], stream[i])
 
 
 def test_statistics_equal_two_pass_numpy(converted):

@@ -24,9 +24,9 @@ from torch.utils.data import DataLoader
 pytest.importorskip("moto.server", reason="moto[server] is not installed (a test extra: pip install -e '.[test]')")
 pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip install -e '.[s3,test]')")
 
-from buckets import ENV, new_bucket, s3  # noqa: E402
+from buckets import new_bucket, s3  # noqa: E402
 from conftest import ROOT  # noqa: E402
-from test_reader import _same  # noqa: E402  (items equal, NaN included)
+from compare import same_items  # noqa: E402
 
 from aslfr.data.datasets import TFRecordIndexed, TFRecordShards, fold_files  # noqa: E402
 from aslfr.format import cache as cache_module  # noqa: E402
@@ -150,7 +150,7 @@ def test_later_epochs_read_the_cache_only(train, url, tmp_path):
         a, b = list(DataLoader(remote, **loader)), list(DataLoader(local, **loader))
         assert len(a) == len(b) > 0
         for x, y in zip(a, b):
-            _same(x, y)
+            same_items(x, y)
 
 
 def test_indexed_reader_caches_shards_and_indexes_byte_for_byte(train, url, tmp_path):
@@ -158,7 +158,7 @@ def test_indexed_reader_caches_shards_and_indexes_byte_for_byte(train, url, tmp_
     remote = TFRecordIndexed(url, cache_dir=tmp_path / "cache")
     assert len(remote) == len(local) == 48
     for i in range(48):
-        _same(remote[i], local[i])
+        same_items(remote[i], local[i])
     expected = _records_files(train)
     assert _cached(tmp_path / "cache") == expected and len(expected) == 24
 
@@ -194,7 +194,7 @@ def test_the_size_limit_evicts_the_least_recently_used(train, url, tmp_path):
     big = max(_shards(train), key=lambda p: p.stat().st_size)
     ds = TFRecordShards(f"{url}/{big.name}", cache_dir=small, cache_limit=big.stat().st_size - 1)
     for x, y in zip(ds, TFRecordShards(big), strict=True):
-        _same(x, y)
+        same_items(x, y)
     assert not small.exists()
 
 
@@ -270,7 +270,7 @@ def test_a_bad_first_download_is_retried(train, url, tmp_path, monkeypatch):
     ds, local = TFRecordShards(f"{url}/{shard.name}", cache_dir=tmp_path / "cache"), list(TFRecordShards(shard))
     monkeypatch.setattr(FsspecStore, "open_read", flaky)
     for a, b in zip(ds, local, strict=True):
-        _same(a, b)
+        same_items(a, b)
     assert calls == [f"{url}/{shard.name}"] * 2 + [f"{url}/{shard.with_suffix('.tfindex').name}"]
     assert _cached(tmp_path / "cache")[shard.name] == shard.read_bytes()
 

@@ -28,7 +28,7 @@ pytest.importorskip("s3fs", reason="s3fs is not installed (the s3 extra: pip ins
 
 from buckets import ENV, new_bucket, s3, tree_bytes_url  # noqa: E402
 from conftest import ROOT, convert, tree_bytes  # noqa: E402
-from test_reader import _same  # noqa: E402  (items equal, NaN included)
+from compare import same_items  # noqa: E402
 
 from aslfr.data.datasets import TFRecordShards  # noqa: E402
 from aslfr.errors import InputError  # noqa: E402
@@ -215,7 +215,7 @@ def test_a_read_cut_mid_shard_resumes_when_the_server_is_back(server, converted,
     local = list(TFRecordShards(train))
     assert len(remote) == len(local) == 48
     for a, b in zip(remote, local):
-        _same(a, b)
+        same_items(a, b)
 
 
 def test_a_read_cut_for_good_is_one_error_naming_the_shard(server, converted, monkeypatch):
