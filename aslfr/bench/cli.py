@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
+from aslfr.bench import print_rows
 from aslfr.commands.cli import one_line_errors, prog
 from aslfr.errors import InputError
 from aslfr.format import storage
@@ -275,11 +276,6 @@ def kernel_rows() -> list[tuple[str, str]]:
               "inference_collate_numba", "inference_collate_torch") if name in rates]
     rows.append(("one core, inference kernel / plain copy of its output (target >= 0.5)", f"{rates['copy_ratio']:.2f}"))
     return rows
-
-
-def print_rows(rows: list[tuple[str, str]]) -> None:
-    w = max(len(k) for k, _ in rows)
-    print("\n".join(f"{k:<{w}}  {v}" for k, v in rows), flush=True)
 
 
 def run(a: argparse.Namespace) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 
+from aslfr.bench import print_rows
 from aslfr.bench.throughput import BATCH, WORKERS, summary
 
 SIDES = ("processes", "threads")
@@ -146,8 +147,6 @@ def stream_rows(records, epochs: int = 5, workers: int = WORKERS, batch: int = B
 
 
 def main(argv: list[str] | None = None) -> None:
-    from aslfr.bench.cli import print_rows
-
     p = argparse.ArgumentParser(prog="python -m aslfr.bench.loaders", description=__doc__.split("\n\n")[0])
     p.add_argument("records", help="a records folder with its statistics (means.npy, stds.npy) and index files")
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per side, after a warm one (5)")
